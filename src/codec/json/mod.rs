@@ -1,0 +1,70 @@
+//! The TF Serving REST JSON tensor codec: predict request decoding, response encoding, floats.
+//!
+//! Requests are parsed once into a flat tape (no `serde_json::Value`), with rapidjson's error
+//! messages and offsets, then the `instances` (row) or `inputs` (columnar) value is decoded
+//! straight into typed buffers using the signature's input dtypes. Responses are written
+//! compactly; whitespace differs from TF's PrettyWriter, values and structure do not.
+//!
+//! Known differences from TF Serving, all in corners clients do not reach:
+//! - Numbers are parsed exactly; rapidjson (without full precision) can be an ulp off.
+//! - Nested doubles in error-message value dumps use ryu's shortest digits where rapidjson
+//!   uses Grisu2, which is very rarely one digit longer.
+//! - Non-UTF-8 bytes in error messages become U+FFFD, since messages are Rust strings.
+
+mod convert;
+mod decode;
+mod dtoa;
+mod encode;
+mod float;
+mod lexer;
+mod number;
+mod tape;
+mod text;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use crate::core::error::ServingResult;
+use crate::core::signature::SignatureMap;
+use crate::core::tensor::Tensor;
+
+pub use float::{write_f32, write_f64};
+
+/// The request layout, which also picks the response layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonFormat {
+    /// `{"instances": [...]}` in, `{"predictions": [...]}` out.
+    Row,
+    /// `{"inputs": ...}` in, `{"outputs": ...}` out.
+    Columnar,
+}
+
+/// A decoded REST predict request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictJsonRequest {
+    /// The signature used: the request's `signature_name`, or `serving_default`.
+    pub signature_name: String,
+    pub format: JsonFormat,
+    /// Input tensors keyed by signature input alias.
+    pub inputs: BTreeMap<String, Tensor>,
+}
+
+/// Decodes a predict request body against the servable's signatures.
+///
+/// Errors carry TF Serving's codes and messages: INVALID_ARGUMENT for malformed JSON and
+/// layout or type problems, UNIMPLEMENTED for input dtypes JSON cannot express (columnar).
+pub fn parse_predict_request(body: &[u8], signatures: &SignatureMap) -> ServingResult<PredictJsonRequest> {
+    decode::parse_predict_request(body, signatures)
+}
+
+/// Encodes output tensors (alias, tensor) as `{"predictions": ...}` or `{"outputs": ...}`.
+pub fn write_predict_response(format: JsonFormat, outputs: &[(String, Tensor)]) -> ServingResult<Vec<u8>> {
+    encode::write_predict_response(format, outputs)
+}
+
+/// Returns the error body `{"error": "<message>"}`, laid out as TF's PrettyWriter does.
+pub fn write_error_body(message: &str) -> Vec<u8> {
+    encode::write_error_body(message)
+}

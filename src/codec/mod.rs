@@ -1,0 +1,3 @@
+//! Wire formats to and from core tensors.
+
+pub mod json;

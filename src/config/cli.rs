@@ -1,0 +1,187 @@
+//! The command line, with TF Serving's flag names in `--flag=value` form.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+
+use crate::core::VersionPolicy;
+
+/// onnx-serving: a drop-in replacement for TensorFlow Serving that runs models on ONNX Runtime.
+#[derive(Debug, Parser)]
+#[command(name = "onnx-serving", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serves models over TF Serving's REST API (and gRPC, once enabled).
+    Serve(Box<ServeArgs>),
+}
+
+/// Parses `latest`, `latest:N`, `all` or `specific:V1,V2`.
+pub fn parse_version_policy(text: &str) -> Result<VersionPolicy, String> {
+    let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
+    match (kind, rest) {
+        ("latest", "") => Ok(VersionPolicy::Latest(1)),
+        ("latest", n) => n.parse().map(VersionPolicy::Latest).map_err(|_| format!("bad version count `{n}`")),
+        ("all", "") => Ok(VersionPolicy::All),
+        ("specific", list) if !list.is_empty() => list
+            .split(',')
+            .map(|v| v.trim().parse::<i64>().map_err(|_| format!("bad version `{v}`")))
+            .collect::<Result<_, _>>()
+            .map(VersionPolicy::Specific),
+        _ => Err(format!("expected latest, latest:N, all or specific:V1,V2; got `{text}`")),
+    }
+}
+
+/// Flags of `serve`. Names and defaults follow TF Serving unless noted.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// gRPC port. Accepted for compatibility; the gRPC API is not served by this build yet.
+    #[arg(long = "port", default_value_t = 8500)]
+    pub port: u16,
+
+    /// REST port; 0 disables REST. TF Serving defaults to 0, we default to 8501 as its
+    /// Docker image does.
+    #[arg(long = "rest_api_port", default_value_t = 8501)]
+    pub rest_api_port: u16,
+
+    /// REST listen address as HOST:PORT, overriding --rest_api_port (port 0 picks a free
+    /// port, which is logged). Not a TF Serving flag.
+    #[arg(long = "rest_api_address")]
+    pub rest_api_address: Option<SocketAddr>,
+
+    /// Per-request REST timeout in milliseconds; ≤ 0 means none. Exceeding it returns 504.
+    #[arg(long = "rest_api_timeout_in_ms", default_value_t = 30000, allow_negative_numbers = true)]
+    pub rest_api_timeout_in_ms: i64,
+
+    /// Name of the model served in single-model mode.
+    #[arg(long = "model_name", default_value = "default")]
+    pub model_name: String,
+
+    /// Directory holding numeric version subdirectories. Relative paths are resolved
+    /// against the working directory (TF Serving demands absolute ones).
+    #[arg(long = "model_base_path")]
+    pub model_base_path: Option<PathBuf>,
+
+    /// Which versions to serve: `latest` (the highest), `latest:N`, `all`, or
+    /// `specific:1,2`. Not a TF Serving flag: there, policies need a model config file.
+    #[arg(long = "model_version_policy", default_value = "latest", value_parser = parse_version_policy)]
+    pub model_version_policy: VersionPolicy,
+
+    /// Platform of the model: onnx or pytorch (tensorflow arrives with the SavedModel converter).
+    #[arg(long = "model_platform", default_value = "onnx")]
+    pub model_platform: String,
+
+    /// Seconds between polls of the base path; events from the file system trigger scans
+    /// in between. 0 scans once at start; negative never polls (events still apply).
+    #[arg(long = "file_system_poll_wait_seconds", default_value_t = 1, allow_negative_numbers = true)]
+    pub file_system_poll_wait_seconds: i64,
+
+    /// Extra attempts after a failed load. Each retry keeps the version LOADING.
+    #[arg(long = "max_num_load_retries", default_value_t = 5)]
+    pub max_num_load_retries: u32,
+
+    /// Wait between load retries, in microseconds.
+    #[arg(long = "load_retry_interval_micros", default_value_t = 60_000_000)]
+    pub load_retry_interval_micros: u64,
+
+    /// Path of libonnxruntime.so. Otherwise ORT_DYLIB_PATH, the executable's directory, the
+    /// onnxruntime Python package and the system paths are searched, in that order.
+    #[arg(long = "ort_library_path")]
+    pub ort_library_path: Option<PathBuf>,
+
+    /// Execution providers in priority order (tensorrt, cuda, cpu). Unavailable ones are
+    /// skipped with a warning; CPU is always the last resort.
+    #[arg(long = "execution_providers", default_value = "cpu", value_delimiter = ',')]
+    pub execution_providers: Vec<String>,
+
+    /// GPU used by the CUDA and TensorRT providers.
+    #[arg(long = "gpu_device_id", default_value_t = 0)]
+    pub gpu_device_id: i32,
+
+    /// Threads inside one operator; 0 lets ONNX Runtime use every core.
+    #[arg(long = "intra_op_threads", default_value_t = 0)]
+    pub intra_op_threads: usize,
+
+    /// Threads across independent operators; 0 lets ONNX Runtime choose.
+    #[arg(long = "inter_op_threads", default_value_t = 0)]
+    pub inter_op_threads: usize,
+
+    /// Prints the version and exits.
+    #[arg(long = "version", action = ArgAction::SetTrue)]
+    pub print_version: bool,
+}
+
+/// Removes `--flag[=value]` arguments that `serve` does not know, as TF Serving tolerates
+/// them. Returns the kept arguments and the dropped ones.
+pub fn split_unknown_flags(args: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let command = Cli::command();
+    let serve = command.find_subcommand("serve");
+    let known: Vec<String> =
+        serve.map(|s| s.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect()).unwrap_or_default();
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    let mut after_serve = false;
+    for arg in args {
+        if !after_serve {
+            after_serve = arg == "serve";
+            kept.push(arg);
+            continue;
+        }
+        let flag = arg.strip_prefix("--").map(|rest| rest.split('=').next().unwrap_or(rest));
+        match flag {
+            Some(name) if name != "help" && !known.iter().any(|k| k == name) => dropped.push(arg),
+            _ => kept.push(arg),
+        }
+    }
+    (kept, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tf_serving_flags() {
+        let cli = Cli::try_parse_from([
+            "onnx-serving",
+            "serve",
+            "--model_name=mnist",
+            "--model_base_path=models/mnist",
+            "--rest_api_port=9000",
+            "--execution_providers=tensorrt,cuda,cpu",
+            "--file_system_poll_wait_seconds=-1",
+        ])
+        .expect("parse");
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.model_name, "mnist");
+        assert_eq!(args.rest_api_port, 9000);
+        assert_eq!(args.port, 8500);
+        assert_eq!(args.execution_providers, vec!["tensorrt", "cuda", "cpu"]);
+        assert_eq!(args.file_system_poll_wait_seconds, -1);
+    }
+
+    #[test]
+    fn parses_version_policies() {
+        assert_eq!(parse_version_policy("latest"), Ok(VersionPolicy::Latest(1)));
+        assert_eq!(parse_version_policy("latest:3"), Ok(VersionPolicy::Latest(3)));
+        assert_eq!(parse_version_policy("all"), Ok(VersionPolicy::All));
+        assert_eq!(parse_version_policy("specific:1,2"), Ok(VersionPolicy::Specific([1, 2].into())));
+        assert!(parse_version_policy("newest").is_err());
+        assert!(parse_version_policy("specific:x").is_err());
+    }
+
+    #[test]
+    fn unknown_flags_are_dropped_not_fatal() {
+        let args = ["onnx-serving", "serve", "--model_name=m", "--tensorflow_session_parallelism=2"]
+            .map(String::from)
+            .to_vec();
+        let (kept, dropped) = split_unknown_flags(args);
+        assert_eq!(dropped, vec!["--tensorflow_session_parallelism=2"]);
+        assert!(Cli::try_parse_from(kept).is_ok());
+    }
+}

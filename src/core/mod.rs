@@ -1,0 +1,21 @@
+//! The serving domain: tensors, signatures, servables, versions, loaders and the manager.
+//!
+//! Nothing here knows about HTTP, gRPC, ONNX Runtime or file watching.
+
+pub mod error;
+pub mod loader;
+pub mod manager;
+#[cfg(test)]
+mod manager_tests;
+pub mod policy;
+pub mod servable;
+pub mod signature;
+pub mod tensor;
+
+pub use error::{Code, ServingError, ServingResult};
+pub use loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
+pub use manager::{AspiredVersionsManager, ManagerOptions, VersionStatus};
+pub use policy::VersionPolicy;
+pub use servable::{RunOutputs, RunRequest, Servable, ServableHandle, ServableId, ServableState, VersionRequest};
+pub use signature::{SignatureDef, SignatureMap, TensorInfo, DEFAULT_SIGNATURE};
+pub use tensor::{DType, Element, Tensor, TensorData};

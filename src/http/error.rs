@@ -1,0 +1,64 @@
+//! The one table from status codes to HTTP statuses, and the `{"error": ...}` body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::codec::json::write_error_body;
+use crate::core::{Code, ServingError};
+
+/// Maps a TF status code to its HTTP status, as TF Serving's `ToHTTPStatusCode`.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+    }
+}
+
+/// A JSON response with TF Serving's content type.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Wraps a `ServingError` so handlers can return it.
+#[derive(Debug)]
+pub struct RestError(pub ServingError);
+
+impl From<ServingError> for RestError {
+    fn from(error: ServingError) -> Self {
+        RestError(error)
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        json_response(http_status(self.0.code), write_error_body(&self.0.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_tf_serving_table() {
+        assert_eq!(http_status(Code::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(http_status(Code::FailedPrecondition), StatusCode::BAD_REQUEST);
+        assert_eq!(http_status(Code::Unimplemented), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(http_status(Code::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(http_status(Code::DeadlineExceeded), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(http_status(Code::Cancelled).as_u16(), 499);
+        assert_eq!(http_status(Code::ResourceExhausted), StatusCode::TOO_MANY_REQUESTS);
+    }
+}

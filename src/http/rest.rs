@@ -1,0 +1,209 @@
+//! TF Serving's REST API: `/v1/models/...` predict, status and metadata, dispatched with
+//! TF Serving's own path rules.
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use regex::Regex;
+use tracing::Instrument;
+
+use super::error::{json_response, RestError};
+use super::model_json::{metadata_json, status_json, to_pretty_bytes};
+use super::AppState;
+use crate::codec::json::{parse_predict_request, write_predict_response};
+use crate::core::{ServingError, ServingResult, VersionRequest};
+use crate::inference::predict;
+
+static REST_PATH: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^/v1/.*$"));
+static POST_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r"(?i)^/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$")
+});
+static GET_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r"(?i)^/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$")
+});
+
+fn compile(pattern: &str) -> Regex {
+    // NOTE: the patterns are constants checked by the tests below.
+    Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in route pattern {pattern}: {e}"))
+}
+
+/// Bodies larger than this are decoded and encoded off the async runtime.
+const INLINE_CODEC_LIMIT: usize = 64 * 1024;
+
+/// Returns whether a path (with its query string) belongs to the REST API.
+pub fn is_rest_path(path_and_query: &str) -> bool {
+    REST_PATH.is_match(path_and_query)
+}
+
+/// Decodes `%XX` escapes; `+` stays `+`, as `curl_easy_unescape` does.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
+            if let Some(value) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(value);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+struct ModelPath {
+    name: String,
+    version: VersionRequest,
+    has_version: Option<i64>,
+}
+
+fn model_path(name: &str, version: Option<&str>, label: Option<&str>) -> ServingResult<ModelPath> {
+    let name = percent_decode(name);
+    if let Some(text) = version {
+        let parsed = text
+            .parse::<i64>()
+            .map_err(|_| ServingError::invalid_argument(format!("Failed to convert version: {text} to numeric.")))?;
+        return Ok(ModelPath { name, version: VersionRequest::Specific(parsed), has_version: Some(parsed) });
+    }
+    if let Some(label) = label {
+        return Ok(ModelPath { name, version: VersionRequest::Label(percent_decode(label)), has_version: None });
+    }
+    Ok(ModelPath { name, version: VersionRequest::Latest, has_version: None })
+}
+
+fn malformed(method: &Method, path: &str) -> RestError {
+    RestError(ServingError::invalid_argument(format!("Malformed request: {method} {path}")))
+}
+
+/// Handles every request under `/v1/`, and answers 404 elsewhere.
+pub async fn dispatch(State(state): State<AppState>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let path = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").to_string();
+    if !is_rest_path(&path) {
+        let mut response = (StatusCode::NOT_FOUND, "<html><body><h1>404 Not Found</h1></body></html>").into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        return response;
+    }
+    let result = if method == Method::POST {
+        handle_post(&state, &method, &path, body).await
+    } else if method == Method::GET {
+        handle_get(&state, &method, &path)
+    } else {
+        Err(malformed(&method, &path))
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle_post(state: &AppState, method: &Method, path: &str, body: Bytes) -> Result<Response, RestError> {
+    let captures = POST_PATH.captures(path).ok_or_else(|| malformed(method, path))?;
+    let group = |i: usize| captures.get(i).map(|m| m.as_str());
+    let target = model_path(group(1).unwrap_or_default(), group(2), group(3))?;
+    match group(4).unwrap_or_default() {
+        "predict" => {
+            let span = tracing::info_span!("predict", model = %target.name, version = tracing::field::Empty);
+            predict_route(state, target, body).instrument(span).await
+        }
+        "classify" | "regress" => Err(RestError(ServingError::unimplemented(
+            "Classify and Regress need tf.Example parsing, which this build does not provide yet",
+        ))),
+        _ => Err(malformed(method, path)),
+    }
+}
+
+async fn predict_route(state: &AppState, target: ModelPath, body: Bytes) -> Result<Response, RestError> {
+    let started = Instant::now();
+    // NOTE: the model is resolved before the body is looked at, as TF Serving does.
+    let handle = state.manager.handle(&target.name, &target.version)?;
+    tracing::Span::current().record("version", handle.id.version);
+    let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
+    let signatures_handle = handle.clone();
+    let request = if body.len() > INLINE_CODEC_LIMIT {
+        tokio::task::spawn_blocking(move || parse_predict_request(&body, signatures_handle.servable.signatures()))
+            .await
+            .map_err(|e| ServingError::internal(format!("request decoding failed: {e}")))??
+    } else {
+        parse_predict_request(&body, signatures_handle.servable.signatures())?
+    };
+    let outcome = predict(&handle, &request.signature_name, request.inputs, &[], deadline).await?;
+    drop(handle);
+    let format = request.format;
+    let large = outcome.outputs.iter().map(|(_, t)| t.num_elements()).sum::<usize>() > INLINE_CODEC_LIMIT / 8;
+    let body = if large {
+        tokio::task::spawn_blocking(move || write_predict_response(format, &outcome.outputs))
+            .await
+            .map_err(|e| ServingError::internal(format!("response encoding failed: {e}")))??
+    } else {
+        write_predict_response(format, &outcome.outputs)?
+    };
+    Ok(json_response(StatusCode::OK, body))
+}
+
+fn handle_get(state: &AppState, method: &Method, path: &str) -> Result<Response, RestError> {
+    let captures = GET_PATH.captures(path).ok_or_else(|| malformed(method, path))?;
+    let group = |i: usize| captures.get(i).map(|m| m.as_str());
+    let Some(name) = group(1) else {
+        return Err(RestError(ServingError::invalid_argument("Missing model name in request.")));
+    };
+    let target = model_path(name, group(2), group(3))?;
+    let body = if group(4) == Some("metadata") {
+        let handle = state.manager.handle(&target.name, &target.version)?;
+        to_pretty_bytes(&metadata_json(&target.name, handle.id.version, handle.servable.signatures()))?
+    } else {
+        // NOTE: TF Serving ignores a label on status requests and lists every version.
+        let statuses = state
+            .manager
+            .version_statuses(&target.name)
+            .ok_or_else(|| ServingError::not_found(format!("Could not find any versions of model {}", target.name)))?;
+        let statuses: Vec<_> = match target.has_version {
+            Some(version) => {
+                let found: Vec<_> = statuses.into_iter().filter(|s| s.version == version).collect();
+                if found.is_empty() {
+                    return Err(RestError(ServingError::not_found(format!(
+                        "Could not find version {version} of model {}",
+                        target.name
+                    ))));
+                }
+                found
+            }
+            None => statuses,
+        };
+        to_pretty_bytes(&status_json(&statuses))?
+    };
+    Ok(json_response(StatusCode::OK, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_patterns_follow_tf_serving() {
+        assert!(POST_PATH.is_match("/v1/models/m:predict"));
+        assert!(POST_PATH.is_match("/v1/models/m/versions/3:regress"));
+        assert!(POST_PATH.is_match("/v1/models/m/labels/canary:classify"));
+        assert!(!POST_PATH.is_match("/v1/models/foo/version/50:regress"));
+        assert!(!POST_PATH.is_match("/v1/models/foo/versions/HELLO:regress"));
+        assert!(!POST_PATH.is_match("/v1/models/foo/versions/50/labels/x:regress"));
+        assert!(GET_PATH.is_match("/v1/models/m/versions/3/metadata"));
+        assert!(!GET_PATH.is_match("/v1/models/foo:predict"));
+        assert!(!POST_PATH.is_match("/v1/models/m:predict?x=1"));
+        assert!(is_rest_path("/V1/models/m"));
+        assert!(!is_rest_path("/v2/models/m"));
+    }
+
+    #[test]
+    fn names_are_percent_decoded_without_plus() {
+        assert_eq!(
+            percent_decode("modelname%21%23%24%25%26%27%28%29%2A%2B%2C%2F%3A%3B%3D%3F%40%5B%5D"),
+            "modelname!#$%&'()*+,/:;=?@[]"
+        );
+        assert_eq!(percent_decode("a+b%2"), "a+b%2");
+    }
+}

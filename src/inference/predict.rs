@@ -1,0 +1,97 @@
+//! Predict: feeds signature inputs by alias and returns signature outputs by alias.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use crate::core::{RunRequest, ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
+
+/// The outputs of one predict call, keyed by alias, in signature order.
+#[derive(Debug)]
+pub struct PredictOutcome {
+    pub outputs: Vec<(String, Tensor)>,
+}
+
+/// Looks up a signature as the gRPC Predict path does (FAILED_PRECONDITION when missing).
+pub fn signature<'a>(handle: &'a ServableHandle, name: &str) -> ServingResult<&'a SignatureDef> {
+    handle
+        .servable
+        .signatures()
+        .get(name)
+        .ok_or_else(|| ServingError::failed_precondition(format!("Serving signature key \"{name}\" not found.")))
+}
+
+fn names(set: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    set.into_iter().map(|s| s.as_ref().to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Runs `signature_name` on `inputs` (keyed by alias). An empty `output_filter` returns
+/// every output. The run is abandoned, with DEADLINE_EXCEEDED, once `deadline` passes.
+pub async fn predict(
+    handle: &ServableHandle,
+    signature_name: &str,
+    mut inputs: BTreeMap<String, Tensor>,
+    output_filter: &[String],
+    deadline: Option<Instant>,
+) -> ServingResult<PredictOutcome> {
+    let signature = signature(handle, signature_name)?;
+    if inputs.len() != signature.inputs.len() {
+        let sent: BTreeSet<&String> = inputs.keys().collect();
+        let expected: BTreeSet<&String> = signature.inputs.keys().collect();
+        return Err(ServingError::invalid_argument(format!(
+            "input size does not match signature: {}!={} len({{{}}}) != len({{{}}}). Sent extra: {{{}}}. Missing but required: {{{}}}.",
+            inputs.len(),
+            signature.inputs.len(),
+            names(&sent),
+            names(&expected),
+            names(sent.difference(&expected)),
+            names(expected.difference(&sent)),
+        )));
+    }
+    let mut run_inputs = Vec::with_capacity(inputs.len());
+    for (alias, info) in &signature.inputs {
+        let tensor = inputs.remove(alias).ok_or_else(|| {
+            ServingError::invalid_argument(format!(
+                "Signature input alias: {alias}(feed name: {}) not found in request and no default value provided. Inputs expected to be in the request {{{}}}",
+                info.name,
+                names(signature.inputs.keys())
+            ))
+        })?;
+        if tensor.dtype != info.dtype {
+            return Err(ServingError::invalid_argument(format!(
+                "Expects arg for input '{alias}' to be {} but {} is provided",
+                info.dtype, tensor.dtype
+            )));
+        }
+        run_inputs.push((info.name.clone(), tensor));
+    }
+    let mut wanted: Vec<(&String, &String)> = Vec::new();
+    if output_filter.is_empty() {
+        wanted.extend(signature.outputs.iter().map(|(alias, info)| (alias, &info.name)));
+    } else {
+        let mut seen = BTreeSet::new();
+        for alias in output_filter {
+            let info = signature.outputs.get(alias).ok_or_else(|| {
+                ServingError::invalid_argument(format!(
+                    "output tensor alias not found in signature: {alias} Outputs expected to be in the set {{{}}}.",
+                    names(signature.outputs.keys())
+                ))
+            })?;
+            if !seen.insert(alias) {
+                return Err(ServingError::invalid_argument(format!("duplicate output tensor alias: {alias}")));
+            }
+            wanted.push((alias, &info.name));
+        }
+    }
+    let output_names: Vec<String> = wanted.iter().map(|(_, name)| (*name).clone()).collect();
+    let reply_rx = handle.servable.submit(RunRequest { inputs: run_inputs, output_names, deadline });
+    let reply = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), reply_rx).await {
+            Ok(reply) => reply,
+            Err(_) => return Err(ServingError::deadline_exceeded("Deadline Exceeded")),
+        },
+        None => reply_rx.await,
+    };
+    let outputs = reply.map_err(|_| ServingError::unavailable("the model worker stopped before answering"))??;
+    let outputs = wanted.iter().zip(outputs).map(|((alias, _), (_, tensor))| ((*alias).clone(), tensor)).collect();
+    Ok(PredictOutcome { outputs })
+}

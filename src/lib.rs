@@ -1,0 +1,11 @@
+//! onnx-serving: TensorFlow Serving's APIs, served from ONNX Runtime.
+
+pub mod codec;
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod inference;
+pub mod platforms;
+pub mod runtime;
+pub mod server;
+pub mod sources;

@@ -1,0 +1,50 @@
+//! The `onnx-serving` binary: parses the command line and runs the server.
+
+use clap::Parser;
+use onnx_serving::config::cli::split_unknown_flags;
+use onnx_serving::config::{Cli, Command};
+use onnx_serving::server::{run, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let mut args: Vec<String> = std::env::args().collect();
+    // NOTE: TF Serving has no subcommand; `onnx-serving --model_name=...` means `serve`.
+    if args.get(1).is_some_and(|a| a.starts_with("--") && a != "--help" && a != "--version") {
+        args.insert(1, "serve".to_string());
+    }
+    let (args, unknown) = split_unknown_flags(args);
+    let cli = Cli::parse_from(args);
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    for arg in unknown {
+        tracing::warn!(argument = %arg, "unknown argument, ignored");
+    }
+    let Command::Serve(serve) = cli.command;
+    if serve.print_version {
+        println!("onnx-serving: {}", env!("CARGO_PKG_VERSION"));
+        return std::process::ExitCode::SUCCESS;
+    }
+    let config = match ServerConfig::from_args(&serve) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("Failed to start server. Error: INVALID_ARGUMENT: {error:#}");
+            return std::process::ExitCode::from(255);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Failed to start server. Error: INTERNAL: cannot start the async runtime: {error}");
+            return std::process::ExitCode::from(255);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Failed to start server. Error: UNKNOWN: {error:#}");
+            std::process::ExitCode::from(255)
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The platform registry: a platform name maps to the factory of its SourceAdapter.
+
+pub mod onnx;
+pub mod onnx_graph;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::core::SourceAdapter;
+
+/// Builds the adapter of one platform.
+pub type AdapterFactory = Arc<dyn Fn() -> Arc<dyn SourceAdapter> + Send + Sync>;
+
+/// Maps platform names (`onnx`, `pytorch`, ...) to adapter factories.
+#[derive(Default, Clone)]
+pub struct PlatformRegistry {
+    factories: BTreeMap<String, AdapterFactory>,
+}
+
+impl PlatformRegistry {
+    pub fn register(&mut self, platform: &str, factory: AdapterFactory) {
+        self.factories.insert(platform.to_string(), factory);
+    }
+
+    /// Returns the adapter for `platform`, or an error that lists the known platforms.
+    pub fn adapter(&self, platform: &str) -> Result<Arc<dyn SourceAdapter>, String> {
+        match self.factories.get(platform) {
+            Some(factory) => Ok(factory()),
+            None => {
+                Err(format!("unknown model platform `{platform}`; known platforms: {}", self.platforms().join(", ")))
+            }
+        }
+    }
+
+    pub fn platforms(&self) -> Vec<String> {
+        self.factories.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::core::{Loader, ServableId, ServingError, ServingResult};
+
+    struct FakeAdapter;
+
+    impl SourceAdapter for FakeAdapter {
+        fn platform(&self) -> &str {
+            "fake"
+        }
+        fn adapt(&self, _id: &ServableId, _path: PathBuf) -> ServingResult<Box<dyn Loader>> {
+            Err(ServingError::unimplemented("fake"))
+        }
+    }
+
+    #[test]
+    fn unknown_platform_lists_the_known_ones() {
+        let mut registry = PlatformRegistry::default();
+        registry.register("onnx", Arc::new(|| Arc::new(FakeAdapter) as Arc<dyn SourceAdapter>));
+        registry.register("pytorch", Arc::new(|| Arc::new(FakeAdapter) as Arc<dyn SourceAdapter>));
+        assert!(registry.adapter("onnx").is_ok());
+        let error = registry.adapter("caffe").err().expect("unknown");
+        assert_eq!(error, "unknown model platform `caffe`; known platforms: onnx, pytorch");
+    }
+}

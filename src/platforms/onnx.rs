@@ -1,0 +1,162 @@
+//! The `onnx` platform: a version directory holds `model.onnx` (or exactly one `*.onnx`),
+//! whose graph inputs and outputs form the `serving_default` signature.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::onnx_graph::names_without_shape;
+use crate::core::{
+    Loader, Servable, ServableId, ServingError, ServingResult, SignatureDef, SignatureMap, SourceAdapter, TensorInfo,
+    DEFAULT_SIGNATURE,
+};
+use crate::runtime::{ModelIo, OrtRuntime, OrtServable, SessionOptions};
+
+/// Turns version directories into loaders of ONNX Runtime sessions.
+pub struct OnnxAdapter {
+    platform: String,
+    runtime: &'static OrtRuntime,
+    session_options: SessionOptions,
+}
+
+impl OnnxAdapter {
+    pub fn new(platform: &str, runtime: &'static OrtRuntime, session_options: SessionOptions) -> Self {
+        Self { platform: platform.to_string(), runtime, session_options }
+    }
+}
+
+/// Returns the model file of a version directory.
+pub fn find_model_file(dir: &Path) -> ServingResult<PathBuf> {
+    let preferred = dir.join("model.onnx");
+    if preferred.is_file() {
+        return Ok(preferred);
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ServingError::not_found(format!("cannot read version directory {}: {e}", dir.display())))?;
+    let mut candidates: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "onnx"))
+        .collect();
+    match candidates.len() {
+        1 => Ok(candidates.remove(0)),
+        0 => Err(ServingError::not_found(format!(
+            "no ONNX model in {}: expected model.onnx or exactly one *.onnx file",
+            dir.display()
+        ))),
+        _ => {
+            candidates.sort();
+            let names: Vec<String> =
+                candidates.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+            Err(ServingError::failed_precondition(format!(
+                "{} holds several ONNX files ({}); name the one to serve model.onnx",
+                dir.display(),
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+impl SourceAdapter for OnnxAdapter {
+    fn platform(&self) -> &str {
+        &self.platform
+    }
+
+    fn adapt(&self, id: &ServableId, path: PathBuf) -> ServingResult<Box<dyn Loader>> {
+        let model_file = find_model_file(&path)?;
+        Ok(Box::new(OnnxLoader {
+            id: id.clone(),
+            model_file,
+            runtime: self.runtime,
+            session_options: self.session_options.clone(),
+        }))
+    }
+}
+
+struct OnnxLoader {
+    id: ServableId,
+    model_file: PathBuf,
+    runtime: &'static OrtRuntime,
+    session_options: SessionOptions,
+}
+
+impl Loader for OnnxLoader {
+    fn load(&self) -> ServingResult<Arc<dyn Servable>> {
+        let unshaped = names_without_shape(&self.model_file);
+        let context = format!("{}:{}", self.id.name, self.id.version);
+        let servable = OrtServable::load(
+            self.runtime,
+            &self.model_file,
+            &self.session_options,
+            1,
+            &context,
+            |inputs, outputs| signature_from_io(inputs, outputs, |name| unshaped.contains(name)),
+        )?;
+        Ok(Arc::new(servable))
+    }
+}
+
+/// Builds the `serving_default` signature from a model's inputs and outputs, using each
+/// tensor name as its alias.
+pub fn signature_from_io(
+    inputs: &[ModelIo],
+    outputs: &[ModelIo],
+    unknown_rank: impl Fn(&str) -> bool,
+) -> ServingResult<SignatureMap> {
+    let info = |io: &ModelIo, is_input: bool| -> ServingResult<TensorInfo> {
+        let dtype = match io.dtype {
+            Some(dtype) => dtype,
+            None if is_input => {
+                return Err(ServingError::unimplemented(format!(
+                    "model input '{}' is not a tensor of a supported type",
+                    io.name
+                )))
+            }
+            None => crate::core::DType::Invalid,
+        };
+        let shape = if unknown_rank(&io.name) { None } else { Some(io.dims.clone()) };
+        Ok(TensorInfo { name: io.name.clone(), dtype, shape })
+    };
+    let mut signature = SignatureDef {
+        method_name: crate::core::signature::PREDICT_METHOD_NAME.to_string(),
+        ..SignatureDef::default()
+    };
+    for io in inputs {
+        signature.inputs.insert(io.name.clone(), info(io, true)?);
+    }
+    for io in outputs {
+        signature.outputs.insert(io.name.clone(), info(io, false)?);
+    }
+    let mut map = SignatureMap::new();
+    map.insert(DEFAULT_SIGNATURE.to_string(), signature);
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::DType;
+
+    #[test]
+    fn finds_the_model_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(find_model_file(dir.path()).is_err());
+        std::fs::write(dir.path().join("exported.onnx"), b"x").expect("write");
+        assert!(find_model_file(dir.path()).expect("one").ends_with("exported.onnx"));
+        std::fs::write(dir.path().join("other.onnx"), b"x").expect("write");
+        let error = find_model_file(dir.path()).expect_err("two");
+        assert!(error.message.contains("exported.onnx, other.onnx"), "{}", error.message);
+        std::fs::write(dir.path().join("model.onnx"), b"x").expect("write");
+        assert!(find_model_file(dir.path()).expect("preferred").ends_with("model.onnx"));
+    }
+
+    #[test]
+    fn signature_uses_names_as_aliases() {
+        let inputs = [ModelIo { name: "x".into(), dtype: Some(DType::Float), dims: vec![] }];
+        let outputs = [ModelIo { name: "y".into(), dtype: Some(DType::Float), dims: vec![-1, 1] }];
+        let map = signature_from_io(&inputs, &outputs, |n| n == "x").expect("signature");
+        let signature = &map[DEFAULT_SIGNATURE];
+        assert_eq!(signature.inputs["x"].shape, None);
+        assert_eq!(signature.outputs["y"].shape, Some(vec![-1, 1]));
+        assert_eq!(signature.method_name, "tensorflow/serving/predict");
+    }
+}

@@ -1,0 +1,58 @@
+//! ONNX Runtime: loading the library, building sessions with execution providers, and
+//! running them on worker threads. The only module that imports `ort`.
+
+mod convert;
+pub mod library;
+mod session;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, Context};
+use tracing::info;
+
+pub use session::{ExecutionProviderKind, ModelIo, SessionOptions};
+pub use worker::OrtServable;
+
+/// The process-wide ONNX Runtime: the loaded library and its one environment.
+pub struct OrtRuntime {
+    environment: ort::environment::Environment,
+    pub library_path: PathBuf,
+}
+
+static RUNTIME: OnceLock<OrtRuntime> = OnceLock::new();
+
+impl OrtRuntime {
+    /// Loads ONNX Runtime once per process. Later calls return the same runtime.
+    pub fn init(library_flag: Option<&Path>) -> anyhow::Result<&'static OrtRuntime> {
+        if let Some(runtime) = RUNTIME.get() {
+            return Ok(runtime);
+        }
+        let (path, source) = library::find_library(library_flag).map_err(|searched| {
+            anyhow!(
+                "the ONNX Runtime shared library was not found (searched: {}). Install it with \
+                 `pip install onnxruntime==1.31.1`, or point --ort_library_path (or ORT_DYLIB_PATH) \
+                 at libonnxruntime.so",
+                searched.join("; ")
+            )
+        })?;
+        // NOTE: no ort API may run before `init_from` succeeds, or ort panics while
+        // loading a library on its own.
+        let builder = ort::init_from(&path).map_err(|error| {
+            anyhow!(
+                "failed to load ONNX Runtime from {}: {error}. Install a matching runtime with \
+                 `pip install onnxruntime==1.31.1`, or pass --ort_library_path",
+                path.display()
+            )
+        })?;
+        let environment = builder
+            .with_name("onnx-serving")
+            .with_telemetry(false)
+            .build()
+            .context("failed to create the ONNX Runtime environment")?;
+        info!(library = %path.display(), source = ?source, "loaded ONNX Runtime");
+        let runtime = OrtRuntime { environment, library_path: path };
+        Ok(RUNTIME.get_or_init(|| runtime))
+    }
+}

@@ -1,0 +1,150 @@
+//! Model versions served from dedicated worker threads that own their ONNX Runtime sessions.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use ort::session::Session;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use super::convert::{from_output, to_input};
+use super::session::{model_io, ModelIo, SessionOptions};
+use super::OrtRuntime;
+use crate::core::{RunOutputs, RunRequest, Servable, ServingError, ServingResult, SignatureMap};
+
+struct Job {
+    request: RunRequest,
+    reply_tx: oneshot::Sender<ServingResult<RunOutputs>>,
+    span: tracing::Span,
+}
+
+/// A loaded ONNX model: its signatures and the worker threads that run it.
+pub struct OrtServable {
+    signatures: SignatureMap,
+    providers: Vec<String>,
+    job_tx: Mutex<Option<mpsc::Sender<Job>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl OrtServable {
+    /// Loads the model at `model_path` into one session per worker thread. `signatures`
+    /// derives the signature map from the model's inputs and outputs.
+    pub fn load(
+        runtime: &OrtRuntime,
+        model_path: &Path,
+        options: &SessionOptions,
+        workers: usize,
+        log_context: &str,
+        signatures: impl FnOnce(&[ModelIo], &[ModelIo]) -> ServingResult<SignatureMap>,
+    ) -> ServingResult<Self> {
+        let workers = workers.max(1);
+        let mut sessions = Vec::with_capacity(workers);
+        let mut providers = Vec::new();
+        for _ in 0..workers {
+            let (session, active) = runtime.build_session(model_path, options, log_context)?;
+            providers = active;
+            sessions.push(session);
+        }
+        let (inputs, outputs) = match sessions.first() {
+            Some(session) => model_io(session),
+            None => return Err(ServingError::internal("no session was created")),
+        };
+        let signatures = signatures(&inputs, &outputs)?;
+        let (job_tx, job_rx) = mpsc::channel::<Job>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let mut handles = Vec::with_capacity(workers);
+        for (index, session) in sessions.into_iter().enumerate() {
+            let job_rx = Arc::clone(&job_rx);
+            let handle = std::thread::Builder::new()
+                .name(format!("model-{index}"))
+                .spawn(move || worker_loop(session, job_rx))
+                .map_err(|e| ServingError::internal(format!("cannot start a model worker thread: {e}")))?;
+            handles.push(handle);
+        }
+        Ok(Self { signatures, providers, job_tx: Mutex::new(Some(job_tx)), workers: handles })
+    }
+}
+
+fn worker_loop(mut session: Session, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let job = {
+            let Ok(receiver) = job_rx.lock() else { return };
+            match receiver.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        let _entered = job.span.enter();
+        if job.reply_tx.is_closed() {
+            debug!("dropping a run whose caller has gone away");
+            continue;
+        }
+        if job.request.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            let _ = job
+                .reply_tx
+                .send(Err(ServingError::deadline_exceeded("Deadline exceeded while the request was queued")));
+            continue;
+        }
+        let result = run(&mut session, &job.request);
+        let _ = job.reply_tx.send(result);
+    }
+}
+
+fn run(session: &mut Session, request: &RunRequest) -> ServingResult<RunOutputs> {
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for (name, tensor) in &request.inputs {
+        inputs.push((name.as_str(), to_input(name, tensor)?));
+    }
+    let outputs = session
+        .run(inputs)
+        .map_err(|e| ServingError::invalid_argument(format!("model run failed: {}", e.message())))?;
+    let mut result = Vec::with_capacity(request.output_names.len());
+    for name in &request.output_names {
+        let value = outputs
+            .get(name.as_str())
+            .ok_or_else(|| ServingError::internal(format!("the model produced no output named '{name}'")))?;
+        result.push((name.clone(), from_output(name, value)?));
+    }
+    Ok(result)
+}
+
+impl Servable for OrtServable {
+    fn signatures(&self) -> &SignatureMap {
+        &self.signatures
+    }
+
+    fn submit(&self, request: RunRequest) -> oneshot::Receiver<ServingResult<RunOutputs>> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = Job { request, reply_tx, span: tracing::Span::current() };
+        let sent = match self.job_tx.lock() {
+            Ok(guard) => guard.as_ref().map(|tx| tx.send(job).map_err(|e| e.0)),
+            Err(_) => None,
+        };
+        match sent {
+            Some(Ok(())) => {}
+            Some(Err(job)) => {
+                let _ = job.reply_tx.send(Err(ServingError::unavailable("the model is unloading")));
+            }
+            None => warn!("submit after shutdown"),
+        }
+        reply_rx
+    }
+
+    fn execution_providers(&self) -> Vec<String> {
+        self.providers.clone()
+    }
+}
+
+impl Drop for OrtServable {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.job_tx.lock() {
+            guard.take();
+        }
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The file-system storage path source: numeric version directories under a base path,
+//! found by `notify` events plus a polling fallback.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::core::{AspiredVersion, AspiredVersionsSink, VersionPolicy};
+
+/// One model that the source watches.
+#[derive(Debug, Clone)]
+pub struct WatchedModel {
+    pub name: String,
+    pub base_path: PathBuf,
+    pub policy: VersionPolicy,
+}
+
+/// The fingerprint of a version directory: every file's relative path, size and mtime.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// Emits the aspired versions of each watched model whenever its base path changes.
+pub struct FileSystemSource {
+    models: Vec<WatchedModel>,
+    poll_wait: Option<Duration>,
+    sink: Arc<dyn AspiredVersionsSink>,
+    /// Versions seen last round, with their fingerprint: a version is aspired only once its
+    /// contents stop changing between two scans (so half-copied directories are not loaded).
+    seen: HashMap<String, BTreeMap<i64, Fingerprint>>,
+    stable: HashMap<String, BTreeSet<i64>>,
+    emitted: HashMap<String, Vec<AspiredVersion>>,
+}
+
+/// Parses a directory name as a version, as TF Serving does (`00000123` is 123).
+pub fn parse_version(name: &str) -> Option<i64> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    trimmed.parse::<i64>().ok()
+}
+
+/// Checks that each base path exists, so a typo fails at startup instead of hanging.
+pub fn check_base_paths(models: &[WatchedModel]) -> Result<(), String> {
+    for model in models {
+        if !model.base_path.is_dir() {
+            return Err(format!("Could not find base path {} for servable {}", model.base_path.display(), model.name));
+        }
+    }
+    Ok(())
+}
+
+impl FileSystemSource {
+    /// `poll_wait` is `--file_system_poll_wait_seconds`: `None` means scan only on events.
+    pub fn new(models: Vec<WatchedModel>, poll_wait: Option<Duration>, sink: Arc<dyn AspiredVersionsSink>) -> Self {
+        Self { models, poll_wait, sink, seen: HashMap::new(), stable: HashMap::new(), emitted: HashMap::new() }
+    }
+
+    /// Scans every model once and emits what changed. Returns whether some version
+    /// directory is still settling, in which case another scan should follow soon.
+    pub fn scan_once(&mut self) -> bool {
+        let mut settling = false;
+        for model in self.models.clone() {
+            settling |= self.scan_model(&model);
+        }
+        settling
+    }
+
+    fn scan_model(&mut self, model: &WatchedModel) -> bool {
+        let entries = match std::fs::read_dir(&model.base_path) {
+            Ok(entries) => entries,
+            Err(error) => {
+                warn!(model = %model.name, base_path = %model.base_path.display(), error = %error,
+                    "file system source cannot read the base path");
+                return false;
+            }
+        };
+        let mut found: BTreeMap<i64, PathBuf> = BTreeMap::new();
+        for entry in entries.flatten() {
+            let Some(version) = entry.file_name().to_str().and_then(parse_version) else { continue };
+            if entry.path().is_dir() {
+                found.insert(version, entry.path());
+            }
+        }
+        let wanted_versions = model.policy.select(&found.keys().copied().collect());
+        let previous = self.seen.remove(&model.name).unwrap_or_default();
+        let mut current = BTreeMap::new();
+        let stable = self.stable.entry(model.name.clone()).or_default();
+        let mut settling = false;
+        for &version in &wanted_versions {
+            let Some(path) = found.get(&version) else { continue };
+            let fingerprint = fingerprint(path);
+            let unchanged = previous.get(&version) == Some(&fingerprint) && !fingerprint.is_empty();
+            if unchanged {
+                stable.insert(version);
+            } else if !stable.contains(&version) {
+                settling = true;
+                debug!(model = %model.name, version, "version directory is still changing");
+            }
+            current.insert(version, fingerprint);
+        }
+        stable.retain(|v| wanted_versions.contains(v) && found.contains_key(v));
+        self.seen.insert(model.name.clone(), current);
+
+        let aspired: Vec<AspiredVersion> = stable
+            .iter()
+            .filter_map(|v| found.get(v).map(|path| AspiredVersion { version: *v, path: path.clone() }))
+            .collect();
+        if found.is_empty() && !self.emitted.contains_key(&model.name) {
+            warn!(model = %model.name, base_path = %model.base_path.display(),
+                "No versions of servable {} found under base path {}. Did you forget to name your leaf directory as a number (eg. '/1/')?",
+                model.name, model.base_path.display());
+        }
+        // NOTE: while a version settles, keep emitting the previous set so nothing unloads early.
+        let changed = self.emitted.get(&model.name) != Some(&aspired);
+        if changed && !(aspired.is_empty() && settling) {
+            info!(model = %model.name, versions = ?aspired.iter().map(|a| a.version).collect::<Vec<_>>(),
+                "aspired versions changed");
+            self.sink.set_aspired_versions(&model.name, aspired.clone());
+            self.emitted.insert(model.name.clone(), aspired);
+        }
+        settling
+    }
+
+    /// Runs until `shutdown` fires: scans on file events, on every poll tick, and quickly
+    /// again while a version directory is settling.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let (event_tx, mut event_rx) = mpsc::unbounded_channel::<()>();
+        let watcher = self.start_watcher(event_tx);
+        let mut poll = self.poll_wait.map(|wait| {
+            let mut interval = tokio::time::interval(wait.max(Duration::from_millis(10)));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        let settle_delay = Duration::from_millis(200);
+        let mut settling = self.scan_once();
+        loop {
+            let settle = async {
+                if settling {
+                    tokio::time::sleep(settle_delay).await
+                } else {
+                    std::future::pending::<()>().await
+                }
+            };
+            let tick = async {
+                match poll.as_mut() {
+                    Some(interval) => {
+                        interval.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(()) = event_rx.recv() => {
+                    // NOTE: events only trigger a rescan; let a burst of them settle first.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while event_rx.try_recv().is_ok() {}
+                }
+                _ = tick => {}
+                _ = settle => {}
+            }
+            settling = self.scan_once();
+        }
+        drop(watcher);
+    }
+
+    fn start_watcher(&self, event_tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+        let handler = move |result: notify::Result<notify::Event>| {
+            if result.is_ok() {
+                let _ = event_tx.send(());
+            }
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(watcher) => watcher,
+            Err(error) => {
+                warn!(error = %error, "file watching is unavailable, relying on polling");
+                return None;
+            }
+        };
+        for model in &self.models {
+            if let Err(error) = watcher.watch(&model.base_path, RecursiveMode::Recursive) {
+                warn!(model = %model.name, error = %error, "cannot watch base path, relying on polling");
+            }
+        }
+        Some(watcher)
+    }
+}
+
+fn fingerprint(dir: &Path) -> Fingerprint {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
+                files.push((relative, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct RecordingSink {
+        calls: Mutex<Vec<(String, Vec<i64>)>>,
+    }
+
+    impl AspiredVersionsSink for RecordingSink {
+        fn set_aspired_versions(&self, name: &str, versions: Vec<AspiredVersion>) {
+            let versions = versions.iter().map(|v| v.version).collect();
+            self.calls.lock().expect("lock").push((name.to_string(), versions));
+        }
+    }
+
+    fn write_version(base: &Path, dir: &str) {
+        std::fs::create_dir_all(base.join(dir)).expect("mkdir");
+        std::fs::write(base.join(dir).join("model.onnx"), b"x").expect("write");
+    }
+
+    #[test]
+    fn parses_versions_like_tf_serving() {
+        assert_eq!(parse_version("00000123"), Some(123));
+        assert_eq!(parse_version("7"), Some(7));
+        assert_eq!(parse_version("v1"), None);
+        assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn versions_are_aspired_once_stable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_version(dir.path(), "1");
+        write_version(dir.path(), "00000002");
+        std::fs::create_dir_all(dir.path().join("tmp")).expect("mkdir");
+        let sink = Arc::new(RecordingSink::default());
+        let model = WatchedModel { name: "m".into(), base_path: dir.path().into(), policy: VersionPolicy::Latest(1) };
+        let mut source = FileSystemSource::new(vec![model], None, sink.clone());
+        assert!(source.scan_once(), "first sighting is still settling");
+        assert!(sink.calls.lock().expect("lock").is_empty());
+        assert!(!source.scan_once());
+        assert_eq!(sink.calls.lock().expect("lock").clone(), vec![("m".to_string(), vec![2])]);
+        std::fs::remove_dir_all(dir.path().join("00000002")).expect("rm");
+        source.scan_once();
+        source.scan_once();
+        let calls = sink.calls.lock().expect("lock").clone();
+        assert_eq!(calls.last().expect("call").1, vec![1]);
+    }
+
+    #[test]
+    fn empty_base_path_unloads_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_version(dir.path(), "3");
+        let sink = Arc::new(RecordingSink::default());
+        let model = WatchedModel { name: "m".into(), base_path: dir.path().into(), policy: VersionPolicy::All };
+        let mut source = FileSystemSource::new(vec![model], None, sink.clone());
+        source.scan_once();
+        source.scan_once();
+        std::fs::remove_dir_all(dir.path().join("3")).expect("rm");
+        source.scan_once();
+        let calls = sink.calls.lock().expect("lock").clone();
+        assert_eq!(calls, vec![("m".to_string(), vec![3]), ("m".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn missing_base_path_is_an_error() {
+        let model =
+            WatchedModel { name: "m".into(), base_path: "/nonexistent/base".into(), policy: VersionPolicy::All };
+        let error = check_base_paths(&[model]).expect_err("missing");
+        assert!(error.contains("Could not find base path /nonexistent/base for servable m"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Shared helpers of the integration tests: servers on 127.0.0.1:0 and model directories.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use onnx_serving::core::{ManagerOptions, VersionPolicy};
+use onnx_serving::runtime::SessionOptions;
+use onnx_serving::server::{start, ModelConfig, RunningServer, ServerConfig};
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Starts the server in-process with one model per `(name, base_path)`.
+pub async fn start_server(models: &[(&str, PathBuf)]) -> RunningServer {
+    let config = ServerConfig {
+        rest_api_address: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        grpc_port: 0,
+        models: models
+            .iter()
+            .map(|(name, base_path)| ModelConfig {
+                name: name.to_string(),
+                base_path: base_path.clone(),
+                platform: "onnx".into(),
+                policy: VersionPolicy::Latest(1),
+            })
+            .collect(),
+        file_system_poll_wait: Some(Duration::from_millis(100)),
+        rest_api_timeout: Some(Duration::from_secs(30)),
+        manager: ManagerOptions { max_num_load_retries: 0, load_retry_interval: Duration::from_millis(10) },
+        ort_library_path: None,
+        session: SessionOptions { intra_op_threads: 1, ..SessionOptions::default() },
+    };
+    start(config).await.expect("server starts")
+}
+
+pub fn base_url(server: &RunningServer) -> String {
+    format!("http://{}", server.rest_address.expect("REST is on"))
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The real binary, killed on drop.
+pub struct ServerProcess {
+    pub child: Child,
+    pub rest_address: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `onnx-serving serve` with `args` plus an ephemeral REST address, and waits
+    /// for the line that announces the bound address.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+            .arg("serve")
+            .args(args)
+            .arg("--rest_api_address=127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn onnx-serving");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let rest_address = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait().expect("wait");
+                panic!("onnx-serving exited before opening its port: {status}");
+            };
+            if let Some(rest) = line.strip_prefix("Exporting HTTP/REST API at:") {
+                let address = rest.trim_end_matches(" ...").trim();
+                break address.parse().expect("address");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, rest_address }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.rest_address, path)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls the status endpoint until `predicate` holds for the version states, or panics.
+pub async fn wait_for_status(
+    client: &reqwest::Client,
+    url: &str,
+    what: &str,
+    predicate: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = serde_json::Value::Null;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(response) = client.get(url).send().await {
+            if let Ok(value) = response.json::<serde_json::Value>().await {
+                if predicate(&value) {
+                    return value;
+                }
+                last = value;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}; last status: {last}");
+}
+
+/// Returns the state of `version` in a status document.
+pub fn state_of(status: &serde_json::Value, version: i64) -> Option<String> {
+    status["model_version_status"].as_array()?.iter().find_map(|entry| {
+        (entry["version"].as_str() == Some(version.to_string().as_str()))
+            .then(|| entry["state"].as_str().unwrap_or_default().to_string())
+    })
+}
