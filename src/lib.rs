@@ -3,9 +3,11 @@
 pub mod codec;
 pub mod config;
 pub mod core;
+pub mod grpc;
 pub mod http;
 pub mod inference;
 pub mod platforms;
+pub mod proto;
 pub mod runtime;
 pub mod server;
 pub mod sources;

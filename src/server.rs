@@ -1,5 +1,6 @@
 //! The composition root: config -> runtime -> registry -> manager -> sources -> transports.
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,34 +8,38 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::ServeArgs;
-use crate::core::{AspiredVersionsManager, ManagerOptions, SourceAdapter, VersionPolicy};
+use crate::core::{
+    AspiredVersionsManager, ConfigReloader, ManagerOptions, ReloadFuture, ServableId, ServingError, ServingResult,
+    SourceAdapter,
+};
+use crate::grpc::{GrpcOptions, GrpcState};
 use crate::http::{router, AppState};
 use crate::platforms::onnx::OnnxAdapter;
 use crate::platforms::PlatformRegistry;
 use crate::runtime::{ExecutionProviderKind, OrtRuntime, SessionOptions};
 use crate::sources::file_system::check_base_paths;
-use crate::sources::{FileSystemSource, WatchedModel};
+use crate::sources::{FileSystemSource, FileSystemSourceHandle, WatchedModel};
 
-/// One served model.
-#[derive(Debug, Clone)]
-pub struct ModelConfig {
-    pub name: String,
-    pub base_path: PathBuf,
-    pub platform: String,
-    pub policy: VersionPolicy,
-}
+pub use crate::core::ModelConfig;
 
 /// Everything the server needs, validated.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// `None` disables REST.
     pub rest_api_address: Option<SocketAddr>,
-    pub grpc_port: u16,
+    /// `None` disables gRPC over TCP.
+    pub grpc_address: Option<SocketAddr>,
+    /// Also serve gRPC on this Unix socket (`--grpc_socket_path`).
+    pub grpc_socket_path: Option<PathBuf>,
+    pub grpc: GrpcOptions,
+    /// `--enable_serialization_as_tensor_content`: gRPC outputs in `tensor_content`.
+    pub serialize_as_tensor_content: bool,
     pub models: Vec<ModelConfig>,
     /// `None` never polls; file events still trigger scans.
     pub file_system_poll_wait: Option<Duration>,
@@ -45,6 +50,24 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Returns a config for `models` with every other setting at its default, gRPC and
+    /// REST off. Tests and benches start from this.
+    pub fn for_models(models: Vec<ModelConfig>) -> Self {
+        Self {
+            rest_api_address: None,
+            grpc_address: None,
+            grpc_socket_path: None,
+            grpc: GrpcOptions::default(),
+            serialize_as_tensor_content: false,
+            models,
+            file_system_poll_wait: Some(Duration::from_secs(1)),
+            rest_api_timeout: Some(Duration::from_secs(30)),
+            manager: ManagerOptions::default(),
+            ort_library_path: None,
+            session: SessionOptions::default(),
+        }
+    }
+
     /// Validates the `serve` flags.
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
         let Some(base_path) = &args.model_base_path else {
@@ -66,14 +89,40 @@ impl ServerConfig {
             None if args.rest_api_port == 0 => None,
             None => Some(SocketAddr::from(([0, 0, 0, 0], args.rest_api_port))),
         };
+        let grpc_address = match args.grpc_address {
+            Some(address) => Some(address),
+            None if args.port == 0 => None,
+            None => Some(SocketAddr::from(([0, 0, 0, 0], args.port))),
+        };
+        if let (Some(rest), Some(grpc)) = (rest_api_address, grpc_address) {
+            if rest.port() != 0 && rest == grpc {
+                bail!("--rest_api_port and --port must differ (both are {})", rest.port());
+            }
+        }
+        let mut grpc = GrpcOptions {
+            max_receive_message_bytes: args.grpc_max_message_bytes,
+            max_send_message_bytes: args.grpc_max_message_bytes,
+            enable_health_service: args.enable_grpc_healthcheck_service,
+            ..GrpcOptions::default()
+        };
+        if let Some(arguments) = &args.grpc_channel_arguments {
+            let ignored = grpc.apply_channel_arguments(arguments).map_err(|e| anyhow!(e))?;
+            for key in ignored {
+                info!(argument = %key, "gRPC channel argument has no tonic equivalent, ignored");
+            }
+        }
         Ok(Self {
             rest_api_address,
-            grpc_port: args.port,
+            grpc_address,
+            grpc_socket_path: args.grpc_socket_path.clone().filter(|p| !p.as_os_str().is_empty()),
+            grpc,
+            serialize_as_tensor_content: args.enable_serialization_as_tensor_content,
             models: vec![ModelConfig {
                 name: args.model_name.clone(),
                 base_path,
                 platform: args.model_platform.clone(),
                 policy: args.model_version_policy.clone(),
+                labels: Default::default(),
             }],
             file_system_poll_wait: u64::try_from(args.file_system_poll_wait_seconds)
                 .ok()
@@ -111,9 +160,86 @@ pub fn builtin_platforms(runtime: &'static OrtRuntime, session: SessionOptions) 
     registry
 }
 
+/// Applies model configs to the manager and the source: TF Serving's `ServerCore`.
+struct ServerCore {
+    registry: PlatformRegistry,
+    manager: AspiredVersionsManager,
+    source: FileSystemSourceHandle,
+    /// The applied config; the lock also serialises reloads.
+    current: Mutex<Vec<ModelConfig>>,
+    configured_tx: watch::Sender<Vec<String>>,
+}
+
+fn watched(models: &[ModelConfig]) -> Vec<WatchedModel> {
+    models
+        .iter()
+        .map(|m| WatchedModel { name: m.name.clone(), base_path: m.base_path.clone(), policy: m.policy.clone() })
+        .collect()
+}
+
+fn failure_list(failures: &[(ServableId, ServingError)]) -> String {
+    let detail: String =
+        failures.iter().map(|(id, error)| format!("{{{id} due to error: {}}}, ", error.to_status_string())).collect();
+    format!("{{{detail}}}")
+}
+
+impl ServerCore {
+    /// Registers adapters, labels and paths, then waits for the models not served before.
+    /// Returns the versions of those models that failed to load.
+    async fn apply(&self, models: Vec<ModelConfig>) -> ServingResult<Vec<(ServableId, ServingError)>> {
+        let mut current = self.current.lock().await;
+        let mut adapters = Vec::with_capacity(models.len());
+        for model in &models {
+            let adapter = self.registry.adapter(&model.platform).map_err(|known| {
+                ServingError::invalid_argument(format!(
+                    "Model {} requests unsupported platform {} ({known})",
+                    model.name, model.platform
+                ))
+            })?;
+            adapters.push(adapter);
+        }
+        let watched = watched(&models);
+        check_base_paths(&watched).map_err(ServingError::not_found)?;
+        let previous: BTreeSet<&str> = current.iter().map(|m| m.name.as_str()).collect();
+        let added: Vec<String> =
+            models.iter().filter(|m| !previous.contains(m.name.as_str())).map(|m| m.name.clone()).collect();
+        for (model, adapter) in models.iter().zip(adapters) {
+            self.manager.register_model(&model.name, adapter);
+            let labels: HashMap<String, i64> = model.labels.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            self.manager.set_labels(&model.name, labels);
+        }
+        self.source.set_models(watched).await;
+        let failures = self.manager.wait_until_settled(&added).await;
+        *current = models;
+        self.configured_tx.send_replace(current.iter().map(|m| m.name.clone()).collect());
+        Ok(failures)
+    }
+}
+
+/// The reload entry point handed to the gRPC service.
+struct SharedCore(Arc<ServerCore>);
+
+impl ConfigReloader for SharedCore {
+    fn reload(&self, models: Vec<ModelConfig>) -> ReloadFuture {
+        let core = Arc::clone(&self.0);
+        Box::pin(async move {
+            let failures = core.apply(models).await?;
+            if failures.is_empty() {
+                return Ok(());
+            }
+            Err(ServingError::unknown(format!(
+                "{} model(s) did not become available: {}",
+                failures.len(),
+                failure_list(&failures)
+            )))
+        })
+    }
+}
+
 /// A started server: its bound addresses and the means to stop it.
 pub struct RunningServer {
     pub rest_address: Option<SocketAddr>,
+    pub grpc_address: Option<SocketAddr>,
     pub manager: AspiredVersionsManager,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
@@ -139,36 +265,93 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .context("runtime initialisation panicked")??;
     let registry = builtin_platforms(runtime, config.session.clone());
-    let watched: Vec<WatchedModel> = config
-        .models
-        .iter()
-        .map(|m| WatchedModel { name: m.name.clone(), base_path: m.base_path.clone(), policy: m.policy.clone() })
-        .collect();
-    check_base_paths(&watched).map_err(|e| anyhow!("{e}"))?;
+    check_base_paths(&watched(&config.models)).map_err(|e| anyhow!("{e}"))?;
 
     let manager = AspiredVersionsManager::spawn(config.manager.clone());
-    for model in &config.models {
-        let adapter = registry.adapter(&model.platform).map_err(|e| anyhow!("model {}: {e}", model.name))?;
-        manager.register_model(&model.name, adapter);
-    }
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let source = FileSystemSource::new(watched, config.file_system_poll_wait, Arc::new(manager.clone()));
+    let mut source = FileSystemSource::new(Vec::new(), config.file_system_poll_wait, Arc::new(manager.clone()));
+    let source_handle = source.handle();
     tasks.spawn(source.run(shutdown.clone()));
+    let (configured_tx, configured_rx) = watch::channel(Vec::new());
+    let core = Arc::new(ServerCore {
+        registry,
+        manager: manager.clone(),
+        source: source_handle,
+        current: Mutex::new(Vec::new()),
+        configured_tx,
+    });
 
-    let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+    let names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
     info!(models = ?names, "waiting for the initial model versions");
-    let failures = manager.wait_until_settled(&names).await;
+    let failures = match core.apply(config.models.clone()).await {
+        Ok(failures) => failures,
+        Err(error) => {
+            shutdown.cancel();
+            bail!("{error}");
+        }
+    };
     if !failures.is_empty() {
         shutdown.cancel();
-        let detail: String = failures
-            .iter()
-            .map(|(id, error)| format!("{{{id} due to error: {}}}, ", error.to_status_string()))
-            .collect();
-        bail!("{} servable(s) did not become available: {{{detail}}}", failures.len());
+        bail!("{} servable(s) did not become available: {}", failures.len(), failure_list(&failures));
     }
 
-    warn!(port = config.grpc_port, "the gRPC API is not served by this build; --port is accepted and ignored");
+    let grpc_state = GrpcState {
+        manager: manager.clone(),
+        reloader: Arc::new(SharedCore(Arc::clone(&core))),
+        serialize_as_tensor_content: config.serialize_as_tensor_content,
+        working_dir: std::env::current_dir().unwrap_or_default(),
+    };
+    let health = if config.grpc.enable_health_service {
+        let reporter = tonic_health::server::HealthReporter::new();
+        let service = tonic_health::server::HealthService::from_health_reporter(reporter.clone());
+        tasks.spawn(crate::grpc::health_task(reporter, manager.clone(), configured_rx, shutdown.clone()));
+        Some(tonic_health::pb::health_server::HealthServer::new(service))
+    } else {
+        None
+    };
+    let mut grpc_address = None;
+    if let Some(address) = config.grpc_address {
+        let listener =
+            TcpListener::bind(address).await.with_context(|| format!("cannot bind the gRPC API to {address}"))?;
+        let bound = listener.local_addr()?;
+        grpc_address = Some(bound);
+        info!("Running gRPC ModelServer at {bound} ...");
+        // NOTE: tests and scripts read this line to find an ephemeral port.
+        println!("Running gRPC ModelServer at {bound} ...");
+        let router = crate::grpc::router(grpc_state.clone(), &config.grpc, health.clone());
+        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
+            // NOTE: small unary calls wait on Nagle's algorithm without this.
+            conn.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        });
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = router.serve_with_incoming_shutdown(incoming, token.cancelled_owned()).await {
+                warn!(error = %error, "gRPC server stopped with an error");
+            }
+        });
+    }
+    if let Some(path) = &config.grpc_socket_path {
+        let listener = bind_unix_socket(path)?;
+        info!("Running gRPC ModelServer at unix:{} ...", path.display());
+        println!("Running gRPC ModelServer at unix:{} ...", path.display());
+        let router = crate::grpc::router(grpc_state.clone(), &config.grpc, health.clone());
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let token = shutdown.clone();
+        let socket_path = path.clone();
+        tasks.spawn(async move {
+            if let Err(error) = router.serve_with_incoming_shutdown(incoming, token.cancelled_owned()).await {
+                warn!(error = %error, "gRPC Unix-socket server stopped with an error");
+            }
+            let _ = std::fs::remove_file(&socket_path);
+        });
+    }
+    if grpc_address.is_none() && config.grpc_socket_path.is_none() {
+        info!("gRPC is disabled (--port=0 and no --grpc_socket_path)");
+    }
+
     let mut rest_address = None;
     if let Some(address) = config.rest_api_address {
         let listener =
@@ -187,7 +370,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             }
         });
     }
-    Ok(RunningServer { rest_address, manager, shutdown, tasks })
+    Ok(RunningServer { rest_address, grpc_address, manager, shutdown, tasks })
+}
+
+/// Binds a Unix socket, first removing a stale socket file left by an earlier run.
+fn bind_unix_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        } else {
+            bail!("--grpc_socket_path {} exists and is not a socket", path.display());
+        }
+    }
+    tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind the gRPC API to unix:{}", path.display()))
 }
 
 /// Runs until Ctrl-C or SIGTERM, then drains and exits.

@@ -1,3 +1,5 @@
-//! Wire formats to and from core tensors.
+//! Wire formats to and from core tensors: TF Serving JSON, `TensorProto`, SignatureDef protos.
 
 pub mod json;
+pub mod signature_proto;
+pub mod tensor_proto;

@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serves models over TF Serving's REST API (and gRPC, once enabled).
+    /// Serves models over TF Serving's gRPC and REST APIs.
     Serve(Box<ServeArgs>),
 }
 
@@ -40,9 +40,41 @@ pub fn parse_version_policy(text: &str) -> Result<VersionPolicy, String> {
 /// Flags of `serve`. Names and defaults follow TF Serving unless noted.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// gRPC port. Accepted for compatibility; the gRPC API is not served by this build yet.
+    /// gRPC port (PredictionService, ModelService); 0 disables gRPC over TCP.
     #[arg(long = "port", default_value_t = 8500)]
     pub port: u16,
+
+    /// gRPC listen address as HOST:PORT, overriding --port (port 0 picks a free port, which
+    /// is printed). Not a TF Serving flag.
+    #[arg(long = "grpc_address")]
+    pub grpc_address: Option<SocketAddr>,
+
+    /// Also serves gRPC on this Unix socket; a stale socket file is removed first.
+    #[arg(long = "grpc_socket_path")]
+    pub grpc_socket_path: Option<PathBuf>,
+
+    /// gRPC channel arguments as `key=value,key=value`. Keys tonic can honour are applied
+    /// (grpc.max_receive_message_length, grpc.max_send_message_length,
+    /// grpc.max_concurrent_streams, grpc.keepalive_time_ms, grpc.keepalive_timeout_ms,
+    /// grpc.http2.max_frame_size, grpc.max_connection_age_ms); others are logged and ignored.
+    #[arg(long = "grpc_channel_arguments")]
+    pub grpc_channel_arguments: Option<String>,
+
+    /// Largest gRPC message received or sent, in bytes. TF Serving's limit is 2 GiB - 1;
+    /// lower it to bound per-request memory. Not a TF Serving flag.
+    #[arg(long = "grpc_max_message_bytes", default_value_t = crate::grpc::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub grpc_max_message_bytes: usize,
+
+    /// Serves grpc.health.v1.Health: SERVING while every model has an available version.
+    #[arg(long = "enable_grpc_healthcheck_service", default_value_t = false, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub enable_grpc_healthcheck_service: bool,
+
+    /// Sends gRPC outputs packed in `tensor_content` instead of the typed `*_val` fields.
+    /// Smaller and faster, but clients that read `float_val` directly break. REST is unaffected.
+    #[arg(long = "enable_serialization_as_tensor_content", default_value_t = false, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub enable_serialization_as_tensor_content: bool,
 
     /// REST port; 0 disables REST. TF Serving defaults to 0, we default to 8501 as its
     /// Docker image does.
@@ -163,6 +195,20 @@ mod tests {
         assert_eq!(args.port, 8500);
         assert_eq!(args.execution_providers, vec!["tensorrt", "cuda", "cpu"]);
         assert_eq!(args.file_system_poll_wait_seconds, -1);
+        assert!(!args.enable_grpc_healthcheck_service);
+    }
+
+    #[test]
+    fn bool_flags_take_tf_serving_forms() {
+        let parse = |flag: &str| {
+            let cli = Cli::try_parse_from(["onnx-serving", "serve", flag]).map_err(|e| e.to_string())?;
+            let Command::Serve(args) = cli.command;
+            Ok::<_, String>(args.enable_grpc_healthcheck_service)
+        };
+        assert_eq!(parse("--enable_grpc_healthcheck_service"), Ok(true));
+        assert_eq!(parse("--enable_grpc_healthcheck_service=true"), Ok(true));
+        assert_eq!(parse("--enable_grpc_healthcheck_service=false"), Ok(false));
+        assert!(parse("--enable_grpc_healthcheck_service=1").is_err());
     }
 
     #[test]

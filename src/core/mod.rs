@@ -7,6 +7,7 @@ pub mod loader;
 pub mod manager;
 #[cfg(test)]
 mod manager_tests;
+pub mod model_config;
 pub mod policy;
 pub mod servable;
 pub mod signature;
@@ -15,7 +16,11 @@ pub mod tensor;
 pub use error::{Code, ServingError, ServingResult};
 pub use loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
 pub use manager::{AspiredVersionsManager, ManagerOptions, VersionStatus};
+pub use model_config::{ConfigReloader, ModelConfig, ReloadFuture};
 pub use policy::VersionPolicy;
-pub use servable::{RunOutputs, RunRequest, Servable, ServableHandle, ServableId, ServableState, VersionRequest};
+pub use servable::{
+    CancelOnDrop, CancelSignal, RunOutputs, RunRequest, Servable, ServableHandle, ServableId, ServableState,
+    VersionRequest,
+};
 pub use signature::{SignatureDef, SignatureMap, TensorInfo, DEFAULT_SIGNATURE};
 pub use tensor::{DType, Element, Tensor, TensorData};

@@ -1,7 +1,8 @@
 //! Servables and how requests reach them: ids, version requests, states, handles.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -61,6 +62,98 @@ pub struct RunRequest {
     pub output_names: Vec<String>,
     /// The request is dropped, not run, once this passes.
     pub deadline: Option<Instant>,
+    /// Fired by the caller when it stops waiting; a run in progress is then stopped.
+    pub cancel: CancelSignal,
+}
+
+type CancelHook = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    hook: Mutex<Option<CancelHook>>,
+}
+
+/// A one-shot cancellation shared by a caller and the worker running its request.
+///
+/// The worker installs a hook (such as "terminate this ONNX Runtime run") while it runs the
+/// request; `cancel` sets the flag and fires the hook, at most once.
+#[derive(Clone, Default)]
+pub struct CancelSignal {
+    inner: Arc<CancelInner>,
+}
+
+impl fmt::Debug for CancelSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelSignal").field("cancelled", &self.is_cancelled()).finish()
+    }
+}
+
+impl CancelSignal {
+    /// Marks the request cancelled and fires the installed hook, if any.
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        let hook = self.inner.hook.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Installs the hook that stops the run. Fires it at once if already cancelled.
+    pub fn set_hook(&self, hook: impl FnOnce() + Send + 'static) {
+        let pending = match self.inner.hook.lock() {
+            Ok(mut slot) => {
+                *slot = Some(Box::new(hook));
+                // NOTE: checked under the lock, so a concurrent `cancel` either sees the hook
+                // or set the flag before we look at it.
+                if self.is_cancelled() {
+                    slot.take()
+                } else {
+                    None
+                }
+            }
+            Err(_) => None,
+        };
+        if let Some(hook) = pending {
+            hook();
+        }
+    }
+
+    /// Removes the hook once the run is over.
+    pub fn clear_hook(&self) {
+        if let Ok(mut slot) = self.inner.hook.lock() {
+            slot.take();
+        }
+    }
+}
+
+/// Cancels the signal when dropped unless disarmed: a caller that stops waiting (a client
+/// that went away, a timeout) stops the work it asked for.
+pub struct CancelOnDrop {
+    signal: Option<CancelSignal>,
+}
+
+impl CancelOnDrop {
+    pub fn new(signal: CancelSignal) -> Self {
+        Self { signal: Some(signal) }
+    }
+
+    /// Keeps the signal from firing: the work finished.
+    pub fn disarm(mut self) {
+        self.signal = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(signal) = self.signal.take() {
+            signal.cancel();
+        }
+    }
 }
 
 /// Outputs keyed by the model's own tensor names, in the requested order.

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use crate::core::{RunRequest, ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
+use crate::core::{
+    CancelOnDrop, CancelSignal, RunRequest, ServableHandle, ServingError, ServingResult, SignatureDef, Tensor,
+};
 
 /// The outputs of one predict call, keyed by alias, in signature order.
 #[derive(Debug)]
@@ -83,7 +85,11 @@ pub async fn predict(
         }
     }
     let output_names: Vec<String> = wanted.iter().map(|(_, name)| (*name).clone()).collect();
-    let reply_rx = handle.servable.submit(RunRequest { inputs: run_inputs, output_names, deadline });
+    let cancel = CancelSignal::default();
+    // NOTE: if this future is dropped (the client went away) or times out, the queued or
+    // running model call is stopped instead of finishing for nobody.
+    let cancel_on_drop = CancelOnDrop::new(cancel.clone());
+    let reply_rx = handle.servable.submit(RunRequest { inputs: run_inputs, output_names, deadline, cancel });
     let reply = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), reply_rx).await {
             Ok(reply) => reply,
@@ -91,6 +97,7 @@ pub async fn predict(
         },
         None => reply_rx.await,
     };
+    cancel_on_drop.disarm();
     let outputs = reply.map_err(|_| ServingError::unavailable("the model worker stopped before answering"))??;
     let outputs = wanted.iter().zip(outputs).map(|((alias, _), (_, tensor))| ((*alias).clone(), tensor)).collect();
     Ok(PredictOutcome { outputs })

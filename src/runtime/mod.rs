@@ -22,10 +22,16 @@ pub struct OrtRuntime {
 }
 
 static RUNTIME: OnceLock<OrtRuntime> = OnceLock::new();
+/// Serialises the first initialisation: ONNX Runtime allows one environment per process.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl OrtRuntime {
     /// Loads ONNX Runtime once per process. Later calls return the same runtime.
     pub fn init(library_flag: Option<&Path>) -> anyhow::Result<&'static OrtRuntime> {
+        if let Some(runtime) = RUNTIME.get() {
+            return Ok(runtime);
+        }
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(runtime) = RUNTIME.get() {
             return Ok(runtime);
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ort::session::Session;
+use ort::session::{RunOptions, Session};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -78,7 +78,7 @@ fn worker_loop(mut session: Session, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
         };
         let _entered = job.span.enter();
-        if job.reply_tx.is_closed() {
+        if job.reply_tx.is_closed() || job.request.cancel.is_cancelled() {
             debug!("dropping a run whose caller has gone away");
             continue;
         }
@@ -98,9 +98,19 @@ fn run(session: &mut Session, request: &RunRequest) -> ServingResult<RunOutputs>
     for (name, tensor) in &request.inputs {
         inputs.push((name.as_str(), to_input(name, tensor)?));
     }
-    let outputs = session
-        .run(inputs)
-        .map_err(|e| ServingError::invalid_argument(format!("model run failed: {}", e.message())))?;
+    let run_options =
+        Arc::new(RunOptions::new().map_err(|e| ServingError::internal(format!("cannot create run options: {e}")))?);
+    let terminate = Arc::clone(&run_options);
+    request.cancel.set_hook(move || {
+        // NOTE: returns at once; ONNX Runtime stops the run at its next check.
+        let _ = terminate.terminate();
+    });
+    let outputs = session.run_with_options(inputs, &*run_options);
+    request.cancel.clear_hook();
+    if request.cancel.is_cancelled() {
+        return Err(ServingError::cancelled("the model run was cancelled: its caller stopped waiting"));
+    }
+    let outputs = outputs.map_err(|e| ServingError::invalid_argument(format!("model run failed: {}", e.message())))?;
     let mut result = Vec::with_capacity(request.output_names.len());
     for name in &request.output_names {
         let value = outputs

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -24,9 +24,31 @@ pub struct WatchedModel {
 /// The fingerprint of a version directory: every file's relative path, size and mtime.
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
+enum SourceCommand {
+    SetModels { models: Vec<WatchedModel>, done_tx: oneshot::Sender<()> },
+}
+
+/// Changes the watched models of a running source.
+#[derive(Clone)]
+pub struct FileSystemSourceHandle {
+    command_tx: mpsc::UnboundedSender<SourceCommand>,
+}
+
+impl FileSystemSourceHandle {
+    /// Replaces the watched models. Models that are gone get an empty aspired set (so they
+    /// unload). Returns once the new set has been scanned.
+    pub async fn set_models(&self, models: Vec<WatchedModel>) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.command_tx.send(SourceCommand::SetModels { models, done_tx }).is_ok() {
+            let _ = done_rx.await;
+        }
+    }
+}
+
 /// Emits the aspired versions of each watched model whenever its base path changes.
 pub struct FileSystemSource {
     models: Vec<WatchedModel>,
+    command_rx: Option<mpsc::UnboundedReceiver<SourceCommand>>,
     poll_wait: Option<Duration>,
     sink: Arc<dyn AspiredVersionsSink>,
     /// Versions seen last round, with their fingerprint: a version is aspired only once its
@@ -58,7 +80,45 @@ pub fn check_base_paths(models: &[WatchedModel]) -> Result<(), String> {
 impl FileSystemSource {
     /// `poll_wait` is `--file_system_poll_wait_seconds`: `None` means scan only on events.
     pub fn new(models: Vec<WatchedModel>, poll_wait: Option<Duration>, sink: Arc<dyn AspiredVersionsSink>) -> Self {
-        Self { models, poll_wait, sink, seen: HashMap::new(), stable: HashMap::new(), emitted: HashMap::new() }
+        Self {
+            models,
+            command_rx: None,
+            poll_wait,
+            sink,
+            seen: HashMap::new(),
+            stable: HashMap::new(),
+            emitted: HashMap::new(),
+        }
+    }
+
+    /// Returns a handle that changes the watched models while the source runs.
+    pub fn handle(&mut self) -> FileSystemSourceHandle {
+        let (command_tx, command_rx) = mpsc::unbounded_channel();
+        self.command_rx = Some(command_rx);
+        FileSystemSourceHandle { command_tx }
+    }
+
+    /// Replaces the watched models; models no longer watched are told to unload everything.
+    pub fn set_models(&mut self, models: Vec<WatchedModel>) {
+        for old in &self.models {
+            if !models.iter().any(|m| m.name == old.name) {
+                info!(model = %old.name, "model removed from the config, unloading its versions");
+                self.sink.set_aspired_versions(&old.name, Vec::new());
+                self.seen.remove(&old.name);
+                self.stable.remove(&old.name);
+                self.emitted.remove(&old.name);
+            }
+        }
+        for model in &models {
+            // NOTE: a changed base path or policy starts from scratch, like a new model.
+            if let Some(old) = self.models.iter().find(|m| m.name == model.name) {
+                if old.base_path != model.base_path {
+                    self.seen.remove(&model.name);
+                    self.stable.remove(&model.name);
+                }
+            }
+        }
+        self.models = models;
     }
 
     /// Scans every model once and emits what changed. Returns whether some version
@@ -131,7 +191,8 @@ impl FileSystemSource {
     /// again while a version directory is settling.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let (event_tx, mut event_rx) = mpsc::unbounded_channel::<()>();
-        let watcher = self.start_watcher(event_tx);
+        let mut watcher = self.start_watcher(event_tx.clone());
+        let mut command_rx = self.command_rx.take();
         let mut poll = self.poll_wait.map(|wait| {
             let mut interval = tokio::time::interval(wait.max(Duration::from_millis(10)));
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,8 +216,22 @@ impl FileSystemSource {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let command = async {
+                match command_rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(SourceCommand::SetModels { models, done_tx }) = command => {
+                    self.set_models(models);
+                    drop(watcher);
+                    watcher = self.start_watcher(event_tx.clone());
+                    settling = self.scan_once();
+                    let _ = done_tx.send(());
+                    continue;
+                }
                 Some(()) = event_rx.recv() => {
                     // NOTE: events only trigger a rescan; let a burst of them settle first.
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -276,6 +351,28 @@ mod tests {
         source.scan_once();
         let calls = sink.calls.lock().expect("lock").clone();
         assert_eq!(calls, vec![("m".to_string(), vec![3]), ("m".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn removed_models_unload_and_new_ones_are_scanned() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        write_version(a.path(), "1");
+        write_version(b.path(), "4");
+        let sink = Arc::new(RecordingSink::default());
+        let watched = |name: &str, dir: &Path| WatchedModel {
+            name: name.into(),
+            base_path: dir.into(),
+            policy: VersionPolicy::Latest(1),
+        };
+        let mut source = FileSystemSource::new(vec![watched("a", a.path())], None, sink.clone());
+        source.scan_once();
+        source.scan_once();
+        source.set_models(vec![watched("b", b.path())]);
+        source.scan_once();
+        source.scan_once();
+        let calls = sink.calls.lock().expect("lock").clone();
+        assert_eq!(calls, vec![("a".to_string(), vec![1]), ("a".to_string(), vec![]), ("b".to_string(), vec![4])]);
     }
 
     #[test]

@@ -2,4 +2,4 @@
 
 pub mod file_system;
 
-pub use file_system::{FileSystemSource, WatchedModel};
+pub use file_system::{FileSystemSource, FileSystemSourceHandle, WatchedModel};

@@ -17,25 +17,28 @@ pub fn repo_path(relative: &str) -> PathBuf {
 
 /// Starts the server in-process with one model per `(name, base_path)`.
 pub async fn start_server(models: &[(&str, PathBuf)]) -> RunningServer {
-    let config = ServerConfig {
-        rest_api_address: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        grpc_port: 0,
-        models: models
-            .iter()
-            .map(|(name, base_path)| ModelConfig {
-                name: name.to_string(),
-                base_path: base_path.clone(),
-                platform: "onnx".into(),
-                policy: VersionPolicy::Latest(1),
-            })
-            .collect(),
-        file_system_poll_wait: Some(Duration::from_millis(100)),
-        rest_api_timeout: Some(Duration::from_secs(30)),
-        manager: ManagerOptions { max_num_load_retries: 0, load_retry_interval: Duration::from_millis(10) },
-        ort_library_path: None,
-        session: SessionOptions { intra_op_threads: 1, ..SessionOptions::default() },
-    };
-    start(config).await.expect("server starts")
+    start(test_config(models)).await.expect("server starts")
+}
+
+/// The config of `start_server`: REST and gRPC on 127.0.0.1:0, fast polling, no retries.
+pub fn test_config(models: &[(&str, PathBuf)]) -> ServerConfig {
+    let models = models
+        .iter()
+        .map(|(name, base_path)| ModelConfig {
+            name: name.to_string(),
+            base_path: base_path.clone(),
+            platform: "onnx".into(),
+            policy: VersionPolicy::Latest(1),
+            labels: Default::default(),
+        })
+        .collect();
+    let mut config = ServerConfig::for_models(models);
+    config.rest_api_address = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.grpc_address = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.file_system_poll_wait = Some(Duration::from_millis(100));
+    config.manager = ManagerOptions { max_num_load_retries: 0, load_retry_interval: Duration::from_millis(10) };
+    config.session = SessionOptions { intra_op_threads: 1, ..SessionOptions::default() };
+    config
 }
 
 pub fn base_url(server: &RunningServer) -> String {
@@ -69,6 +72,7 @@ impl ServerProcess {
             .arg("serve")
             .args(args)
             .arg("--rest_api_address=127.0.0.1:0")
+            .arg("--grpc_address=127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

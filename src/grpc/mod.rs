@@ -1,0 +1,184 @@
+//! The gRPC transport: TF Serving's PredictionService and ModelService on tonic, plus the
+//! standard health and reflection services.
+
+pub mod error;
+pub mod model_service;
+pub mod model_spec;
+pub mod prediction_service;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Router;
+use tonic::transport::Server;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
+use tracing::{info, warn};
+
+use crate::core::{AspiredVersionsManager, ConfigReloader, ServableState};
+use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
+use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
+use crate::proto::FILE_DESCRIPTOR_SET;
+
+pub use model_service::ModelServiceImpl;
+pub use prediction_service::PredictionServiceImpl;
+
+/// The largest message TF Serving accepts and sends (INT32_MAX).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
+
+/// Shared state of the gRPC services.
+#[derive(Clone)]
+pub struct GrpcState {
+    pub manager: AspiredVersionsManager,
+    pub reloader: Arc<dyn ConfigReloader>,
+    /// `--enable_serialization_as_tensor_content`.
+    pub serialize_as_tensor_content: bool,
+    /// Relative base paths in a reloaded config resolve against this.
+    pub working_dir: PathBuf,
+}
+
+/// Transport settings: message limits and the `--grpc_channel_arguments` tonic honours.
+#[derive(Debug, Clone)]
+pub struct GrpcOptions {
+    pub max_receive_message_bytes: usize,
+    pub max_send_message_bytes: usize,
+    pub max_concurrent_streams: Option<u32>,
+    pub keepalive_interval: Option<Duration>,
+    pub keepalive_timeout: Option<Duration>,
+    pub max_frame_size: Option<u32>,
+    pub max_connection_age: Option<Duration>,
+    pub enable_health_service: bool,
+}
+
+impl Default for GrpcOptions {
+    fn default() -> Self {
+        Self {
+            max_receive_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_send_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_concurrent_streams: None,
+            keepalive_interval: None,
+            keepalive_timeout: None,
+            max_frame_size: None,
+            max_connection_age: None,
+            enable_health_service: false,
+        }
+    }
+}
+
+impl GrpcOptions {
+    /// Applies `k=v,k=v` channel arguments. Returns the keys that tonic cannot honour,
+    /// which the caller logs; a bad value for a known key is an error.
+    pub fn apply_channel_arguments(&mut self, arguments: &str) -> Result<Vec<String>, String> {
+        let mut ignored = Vec::new();
+        for pair in arguments.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || {
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("--grpc_channel_arguments: {key} needs an integer, got `{value}`"))
+            };
+            let size = || number().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            match key.trim() {
+                "grpc.max_receive_message_length" => self.max_receive_message_bytes = size()?,
+                "grpc.max_send_message_length" => self.max_send_message_bytes = size()?,
+                "grpc.max_concurrent_streams" => {
+                    self.max_concurrent_streams = Some(u32::try_from(number()?).unwrap_or(u32::MAX))
+                }
+                "grpc.keepalive_time_ms" => self.keepalive_interval = Some(Duration::from_millis(number()?)),
+                "grpc.keepalive_timeout_ms" => self.keepalive_timeout = Some(Duration::from_millis(number()?)),
+                "grpc.http2.max_frame_size" => self.max_frame_size = Some(u32::try_from(number()?).unwrap_or(u32::MAX)),
+                "grpc.max_connection_age_ms" => self.max_connection_age = Some(Duration::from_millis(number()?)),
+                other => ignored.push(other.to_string()),
+            }
+        }
+        Ok(ignored)
+    }
+}
+
+/// Builds the tonic router with every service.
+pub fn router(state: GrpcState, options: &GrpcOptions, health: Option<HealthServer<HealthService>>) -> Router {
+    let mut server = Server::builder();
+    if let Some(streams) = options.max_concurrent_streams {
+        server = server.max_concurrent_streams(streams);
+    }
+    server = server
+        .http2_keepalive_interval(options.keepalive_interval)
+        .http2_keepalive_timeout(options.keepalive_timeout)
+        .max_frame_size(options.max_frame_size);
+    if let Some(age) = options.max_connection_age {
+        server = server.max_connection_age(age);
+    }
+    let prediction = PredictionServiceServer::new(PredictionServiceImpl::new(state.clone()))
+        .max_decoding_message_size(options.max_receive_message_bytes)
+        .max_encoding_message_size(options.max_send_message_bytes);
+    let model = ModelServiceServer::new(ModelServiceImpl::new(state))
+        .max_decoding_message_size(options.max_receive_message_bytes)
+        .max_encoding_message_size(options.max_send_message_bytes);
+    let mut router = server.add_service(prediction).add_service(model);
+    match tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+    {
+        Ok(reflection) => router = router.add_service(reflection),
+        Err(error) => warn!(error = %error, "gRPC reflection is unavailable"),
+    }
+    if let Some(health) = health {
+        router = router.add_service(health);
+    }
+    router
+}
+
+/// The names the health service reports, as TF Serving sets them plus the full names.
+const HEALTH_SERVICE_NAMES: [&str; 5] = [
+    "",
+    "ModelService",
+    "PredictionService",
+    "tensorflow.serving.ModelService",
+    "tensorflow.serving.PredictionService",
+];
+
+/// Keeps the health service in step with the models: SERVING while every configured model
+/// has an AVAILABLE version, NOT_SERVING otherwise. Runs until `shutdown`.
+pub async fn health_task(
+    reporter: tonic_health::server::HealthReporter,
+    manager: AspiredVersionsManager,
+    configured: tokio::sync::watch::Receiver<Vec<String>>,
+    shutdown: CancellationToken,
+) {
+    let mut status_rx = manager.subscribe();
+    let mut configured = configured;
+    let mut last: Option<bool> = None;
+    loop {
+        let serving = {
+            let snapshot = status_rx.borrow_and_update();
+            let names = configured.borrow_and_update();
+            !names.is_empty()
+                && names.iter().all(|name| {
+                    snapshot.get(name).is_some_and(|v| v.values().any(|s| s.state == ServableState::Available))
+                })
+        };
+        if last != Some(serving) {
+            let status =
+                if serving { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            for name in HEALTH_SERVICE_NAMES {
+                reporter.set_service_status(name, status).await;
+            }
+            info!(serving, "gRPC health status changed");
+            last = Some(serving);
+        }
+        if shutdown.is_cancelled() {
+            for name in HEALTH_SERVICE_NAMES {
+                reporter.set_service_status(name, tonic_health::ServingStatus::NotServing).await;
+            }
+            return;
+        }
+        tokio::select! {
+            changed = status_rx.changed() => if changed.is_err() { return },
+            changed = configured.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}

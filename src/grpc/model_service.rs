@@ -1,0 +1,89 @@
+//! `tensorflow.serving.ModelService`: GetModelStatus and HandleReloadConfigRequest.
+
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::error::to_status;
+use super::GrpcState;
+use crate::config::model_server_config::{model_config_list, model_configs};
+use crate::core::{ServingError, ServingResult, VersionStatus};
+use crate::proto::tensorflow::serving::model_service_server::ModelService;
+use crate::proto::tensorflow::serving::{
+    GetModelStatusRequest, GetModelStatusResponse, ModelVersionStatus, ReloadConfigRequest, ReloadConfigResponse,
+    StatusProto,
+};
+
+/// The ModelService implementation.
+#[derive(Clone)]
+pub struct ModelServiceImpl {
+    state: GrpcState,
+}
+
+impl ModelServiceImpl {
+    pub fn new(state: GrpcState) -> Self {
+        Self { state }
+    }
+
+    fn status_request(&self, request: GetModelStatusRequest) -> ServingResult<GetModelStatusResponse> {
+        let spec = request.model_spec.ok_or_else(|| ServingError::invalid_argument("Missing ModelSpec"))?;
+        let name = spec.name;
+        let statuses = self
+            .state
+            .manager
+            .version_statuses(&name)
+            .ok_or_else(|| ServingError::not_found(format!("Could not find any versions of model {name}")))?;
+        // NOTE: as in TF Serving, a version label is ignored and every version is listed.
+        let statuses: Vec<VersionStatus> = match spec.version_choice {
+            Some(crate::proto::tensorflow::serving::model_spec::VersionChoice::Version(version)) => {
+                let found: Vec<_> = statuses.into_iter().filter(|s| s.version == version).collect();
+                if found.is_empty() {
+                    return Err(ServingError::not_found(format!("Could not find version {version} of model {name}")));
+                }
+                found
+            }
+            _ => statuses,
+        };
+        Ok(GetModelStatusResponse { model_version_status: statuses.iter().map(version_status_proto).collect() })
+    }
+}
+
+fn version_status_proto(status: &VersionStatus) -> ModelVersionStatus {
+    let (error_code, error_message) = match &status.error {
+        Some(error) => (error.code as i32, error.message.clone()),
+        None => (0, String::new()),
+    };
+    ModelVersionStatus {
+        version: status.version,
+        state: status.state as i32,
+        status: Some(StatusProto { error_code, error_message }),
+    }
+}
+
+#[tonic::async_trait]
+impl ModelService for ModelServiceImpl {
+    async fn get_model_status(
+        &self,
+        request: Request<GetModelStatusRequest>,
+    ) -> Result<Response<GetModelStatusResponse>, Status> {
+        self.status_request(request.into_inner()).map(Response::new).map_err(to_status)
+    }
+
+    async fn handle_reload_config_request(
+        &self,
+        request: Request<ReloadConfigRequest>,
+    ) -> Result<Response<ReloadConfigResponse>, Status> {
+        let request = request.into_inner();
+        let config = request.config.unwrap_or_default();
+        let list = model_config_list(&config).map_err(to_status)?;
+        let models = model_configs(list, &self.state.working_dir).map_err(to_status)?;
+        info!(models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), "reloading the model config");
+        self.state.reloader.reload(models).await.map_err(to_status)?;
+        if !request.metric_names.is_empty() {
+            info!(metrics = ?request.metric_names, "reload metrics are not tracked; none are returned");
+        }
+        Ok(Response::new(ReloadConfigResponse {
+            status: Some(StatusProto { error_code: 0, error_message: String::new() }),
+            metric: Vec::new(),
+        }))
+    }
+}

@@ -1,0 +1,225 @@
+//! `tensorflow.serving.PredictionService`: Predict, GetModelMetadata, and the tf.Example
+//! methods (Classify, Regress, MultiInference), which need the tensorflow platform.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::error::to_status;
+use super::model_spec::{deadline, echo, resolve};
+use super::GrpcState;
+use crate::codec::signature_proto::{signature_def_map, SIGNATURE_DEF_MAP_TYPE_URL};
+use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
+use crate::core::{ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
+use crate::inference::predict;
+use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
+use crate::proto::tensorflow::serving::{
+    ClassificationRequest, ClassificationResponse, GetModelMetadataRequest, GetModelMetadataResponse,
+    MultiInferenceRequest, MultiInferenceResponse, PredictRequest, PredictResponse, RegressionRequest,
+    RegressionResponse,
+};
+use crate::proto::tensorflow::TensorProto;
+
+/// Requests whose typed fields hold more values than this are decoded off the async runtime.
+const INLINE_DECODE_VALUES: usize = 64 * 1024;
+
+const CLASSIFY_METHOD: &str = "tensorflow/serving/classify";
+const REGRESS_METHOD: &str = "tensorflow/serving/regress";
+
+/// The PredictionService implementation.
+#[derive(Clone)]
+pub struct PredictionServiceImpl {
+    state: GrpcState,
+}
+
+impl PredictionServiceImpl {
+    pub fn new(state: GrpcState) -> Self {
+        Self { state }
+    }
+
+    async fn predict_request(
+        &self,
+        request: PredictRequest,
+        deadline: Option<Instant>,
+    ) -> ServingResult<PredictResponse> {
+        let spec = resolve(request.model_spec.as_ref())?;
+        let handle = self.state.manager.handle(&spec.name, &spec.version)?;
+        tracing::Span::current().record("version", handle.id.version);
+        let inputs = decode_inputs(request.inputs).await?;
+        let outcome = predict(&handle, &spec.signature_name, inputs, &request.output_filter, deadline).await?;
+        let as_content = self.state.serialize_as_tensor_content;
+        let outputs = outcome.outputs.iter().map(|(alias, tensor)| (alias.clone(), encode_tensor(tensor, as_content)));
+        Ok(PredictResponse {
+            model_spec: Some(echo(&spec.name, handle.id.version, &spec.signature_name)),
+            outputs: outputs.collect(),
+        })
+    }
+
+    fn metadata_request(&self, request: GetModelMetadataRequest) -> ServingResult<GetModelMetadataResponse> {
+        let spec = resolve(request.model_spec.as_ref())?;
+        if request.metadata_field.is_empty() {
+            return Err(ServingError::invalid_argument(
+                "GetModelMetadataRequest must specify at least one metadata_field",
+            ));
+        }
+        if let Some(field) = request.metadata_field.iter().find(|f| *f != "signature_def") {
+            return Err(ServingError::invalid_argument(format!("Metadata field {field} is not supported")));
+        }
+        let handle = self.state.manager.handle(&spec.name, &spec.version)?;
+        let map = signature_def_map(handle.servable.signatures());
+        let any = prost_types::Any { type_url: SIGNATURE_DEF_MAP_TYPE_URL.to_string(), value: map.encode_to_vec() };
+        let mut model_spec = echo(&spec.name, handle.id.version, "");
+        model_spec.signature_name.clear();
+        Ok(GetModelMetadataResponse {
+            model_spec: Some(model_spec),
+            metadata: BTreeMap::from([("signature_def".into(), any)]),
+        })
+    }
+
+    /// Resolves a Classify or Regress target, then explains why it cannot run yet.
+    fn example_method(
+        &self,
+        method: &str,
+        spec: Option<&crate::proto::tensorflow::serving::ModelSpec>,
+    ) -> ServingError {
+        let result = resolve(spec).and_then(|spec| {
+            let handle = self.state.manager.handle(&spec.name, &spec.version)?;
+            example_signature(&handle, &spec.signature_name).map(|_| spec)
+        });
+        match result {
+            Err(error) => error,
+            Ok(spec) => tf_example_unimplemented(method, &spec.name, &spec.signature_name),
+        }
+    }
+
+    fn multi_inference_error(&self, request: &MultiInferenceRequest) -> ServingError {
+        let check = || -> ServingResult<ServingError> {
+            let first = request.tasks.first().ok_or_else(|| {
+                ServingError::invalid_argument("MultiInferenceRequest must contain at least one task")
+            })?;
+            let model = first.model_spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
+            let mut signatures = BTreeSet::new();
+            for task in &request.tasks {
+                let name = task.model_spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
+                if name.is_empty() {
+                    return Err(ServingError::invalid_argument("Found ModelSpec with an empty model name."));
+                }
+                if name != model {
+                    return Err(ServingError::invalid_argument(
+                        "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
+                    ));
+                }
+                let signature = resolve(task.model_spec.as_ref())?.signature_name;
+                if !signatures.insert(signature.clone()) {
+                    return Err(ServingError::invalid_argument(format!(
+                        "Duplicate evaluation of signature: {signature}"
+                    )));
+                }
+            }
+            let spec = resolve(first.model_spec.as_ref())?;
+            let handle = self.state.manager.handle(&spec.name, &spec.version)?;
+            for signature in &signatures {
+                let def = example_signature(&handle, signature)?;
+                if def.method_name != CLASSIFY_METHOD && def.method_name != REGRESS_METHOD {
+                    return Err(ServingError::unimplemented(format!(
+                        "Unsupported signature method_name: {}",
+                        def.method_name
+                    )));
+                }
+            }
+            Ok(tf_example_unimplemented("MultiInference", &spec.name, &spec.signature_name))
+        };
+        check().unwrap_or_else(|error| error)
+    }
+}
+
+fn example_signature<'a>(handle: &'a ServableHandle, name: &str) -> ServingResult<&'a SignatureDef> {
+    handle
+        .servable
+        .signatures()
+        .get(name)
+        .ok_or_else(|| ServingError::invalid_argument(format!("No signature was found with the name: {name}")))
+}
+
+fn tf_example_unimplemented(method: &str, model: &str, signature: &str) -> ServingError {
+    ServingError::unimplemented(format!(
+        "{method} needs a signature that parses tf.Example inputs, and signature {signature} of model {model} \
+         has no tf.Example mapping: serve a SavedModel with --model_platform=tensorflow, or use Predict"
+    ))
+}
+
+fn typed_len(proto: &TensorProto) -> usize {
+    proto.float_val.len()
+        + proto.double_val.len()
+        + proto.int_val.len()
+        + proto.int64_val.len()
+        + proto.half_val.len()
+        + proto.bool_val.len()
+        + proto.string_val.len()
+        + proto.uint32_val.len()
+        + proto.uint64_val.len()
+}
+
+/// Decodes the request tensors; `tensor_content` moves without a copy, large typed
+/// fields are converted on a blocking thread.
+async fn decode_inputs(inputs: BTreeMap<String, TensorProto>) -> ServingResult<BTreeMap<String, Tensor>> {
+    let decode_all = |inputs: BTreeMap<String, TensorProto>| {
+        inputs
+            .into_iter()
+            .map(|(alias, proto)| decode_tensor(&alias, proto).map(|tensor| (alias, tensor)))
+            .collect::<ServingResult<BTreeMap<_, _>>>()
+    };
+    let values: usize = inputs.values().map(typed_len).sum();
+    if values <= INLINE_DECODE_VALUES {
+        return decode_all(inputs);
+    }
+    tokio::task::spawn_blocking(move || decode_all(inputs))
+        .await
+        .map_err(|e| ServingError::internal(format!("request decoding failed: {e}")))?
+}
+
+fn model_name(spec: Option<&crate::proto::tensorflow::serving::ModelSpec>) -> String {
+    spec.map(|s| s.name.clone()).unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl PredictionService for PredictionServiceImpl {
+    async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
+        let deadline = deadline(request.metadata());
+        let request = request.into_inner();
+        let span = tracing::info_span!(
+            "grpc_predict",
+            model = %model_name(request.model_spec.as_ref()),
+            version = tracing::field::Empty
+        );
+        self.predict_request(request, deadline).instrument(span).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn get_model_metadata(
+        &self,
+        request: Request<GetModelMetadataRequest>,
+    ) -> Result<Response<GetModelMetadataResponse>, Status> {
+        self.metadata_request(request.into_inner()).map(Response::new).map_err(to_status)
+    }
+
+    async fn classify(
+        &self,
+        request: Request<ClassificationRequest>,
+    ) -> Result<Response<ClassificationResponse>, Status> {
+        Err(to_status(self.example_method("Classify", request.get_ref().model_spec.as_ref())))
+    }
+
+    async fn regress(&self, request: Request<RegressionRequest>) -> Result<Response<RegressionResponse>, Status> {
+        Err(to_status(self.example_method("Regress", request.get_ref().model_spec.as_ref())))
+    }
+
+    async fn multi_inference(
+        &self,
+        request: Request<MultiInferenceRequest>,
+    ) -> Result<Response<MultiInferenceResponse>, Status> {
+        Err(to_status(self.multi_inference_error(request.get_ref())))
+    }
+}
