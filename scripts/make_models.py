@@ -10,6 +10,7 @@ Outputs (overwritten on every run, byte-for-byte deterministic):
   models/mnist/1/model.onnx, models/mnist/2/model.onnx
   tests/fixtures/dtypes/1/model.onnx
   tests/fixtures/scalar_out/1/model.onnx
+  tests/fixtures/slow_loop/1/model.onnx
 """
 import os
 import sys
@@ -259,6 +260,48 @@ def build_scalar_out():
     return path
 
 
+# ---------------------------------------------------------------- slow_loop
+def build_slow_loop():
+    """y = tanh(...tanh(x·W)·W...), `iterations` times: a model whose run time the caller
+    chooses, for deadline and cancellation tests."""
+    width = 64
+    iterations = helper.make_tensor_value_info("iterations", TensorProto.INT64, [])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])
+    w = numpy_helper.from_array((np.eye(width) * 0.9).astype(np.float32), name="W")
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
+            helper.make_node("MatMul", ["state_in", "W"], ["product"], name="step"),
+            helper.make_node("Tanh", ["product"], ["state_out"], name="squash"),
+        ],
+        "loop_body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [1, width]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, width]),
+        ],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["iterations", "", "x"], ["y"], name="repeat", body=body)],
+        "slow_loop",
+        [iterations, x],
+        [y],
+        initializer=[w],
+    )
+    path = save(make_model(graph), "tests/fixtures/slow_loop/1/model.onnx")
+
+    feed = np.full((1, width), 0.5, dtype=np.float32)
+    (out,) = session(path).run(["y"], {"iterations": np.array(2, dtype=np.int64), "x": feed})
+    expected = np.tanh(np.tanh(feed @ (np.eye(width) * 0.9)) @ (np.eye(width) * 0.9))
+    assert np.allclose(out, expected, atol=1e-6), out
+    return path
+
+
 def main():
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}")
     paths = [build_half_plus_two()]
@@ -266,6 +309,7 @@ def main():
     paths += mnist_paths
     paths.append(build_dtypes())
     paths.append(build_scalar_out())
+    paths.append(build_slow_loop())
     print()
     for p in paths:
         describe(p)
