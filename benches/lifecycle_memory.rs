@@ -53,7 +53,13 @@ fn main() {
     copy_dir(&repo_path("models/mnist/1"), &base.path().join("1"));
     copy_dir(&repo_path("models/mnist/2"), &base.path().join("2"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
-        .args(["serve", "--model_name=mnist", "--model_version_policy=all", "--rest_api_address=127.0.0.1:0"])
+        .args([
+            "serve",
+            "--model_name=mnist",
+            "--model_version_policy=all",
+            "--rest_api_address=127.0.0.1:0",
+            "--port=0",
+        ])
         .arg(format!("--model_base_path={}", base.path().display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
