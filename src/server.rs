@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::batching::{BatchingAdapter, BatchingParameters, PerModelParameters};
 use crate::config::ServeArgs;
 use crate::core::{
     AspiredVersionsManager, ConfigReloader, ManagerOptions, ReloadFuture, ServableId, ServingError, ServingResult,
@@ -47,6 +48,16 @@ pub struct ServerConfig {
     pub manager: ManagerOptions,
     pub ort_library_path: Option<PathBuf>,
     pub session: SessionOptions,
+    /// `None` without `--enable_batching`.
+    pub batching: Option<BatchingConfig>,
+}
+
+/// How models are batched.
+#[derive(Debug, Clone)]
+pub struct BatchingConfig {
+    pub global: BatchingParameters,
+    /// `--enable_per_model_batching_parameters`.
+    pub per_model_files: bool,
 }
 
 impl ServerConfig {
@@ -65,6 +76,7 @@ impl ServerConfig {
             manager: ManagerOptions::default(),
             ort_library_path: None,
             session: SessionOptions::default(),
+            batching: None,
         }
     }
 
@@ -99,6 +111,20 @@ impl ServerConfig {
                 bail!("--rest_api_port and --port must differ (both are {})", rest.port());
             }
         }
+        if args.batching_parameters_file.is_some() && !args.enable_batching {
+            bail!("server_options.batching_parameters_file is set without setting server_options.enable_batching to true.");
+        }
+        let batching = if args.enable_batching {
+            let global = match &args.batching_parameters_file {
+                Some(path) => crate::config::batching::read_file(path, "batch_threads").map_err(|e| anyhow!(e))?,
+                None => {
+                    BatchingParameters { thread_pool_name: "model_server_batch_threads".into(), ..Default::default() }
+                }
+            };
+            Some(BatchingConfig { global, per_model_files: args.enable_per_model_batching_parameters })
+        } else {
+            None
+        };
         let mut grpc = GrpcOptions {
             max_receive_message_bytes: args.grpc_max_message_bytes,
             max_send_message_bytes: args.grpc_max_message_bytes,
@@ -142,7 +168,9 @@ impl ServerConfig {
                 gpu_device_id: args.gpu_device_id,
                 intra_op_threads: args.intra_op_threads,
                 inter_op_threads: args.inter_op_threads,
+                sessions_per_version: 1,
             },
+            batching,
         })
     }
 }
@@ -163,6 +191,7 @@ pub fn builtin_platforms(runtime: &'static OrtRuntime, session: SessionOptions) 
 /// Applies model configs to the manager and the source: TF Serving's `ServerCore`.
 struct ServerCore {
     registry: PlatformRegistry,
+    batching: Option<BatchingConfig>,
     manager: AspiredVersionsManager,
     source: FileSystemSourceHandle,
     /// The applied config; the lock also serialises reloads.
@@ -196,7 +225,16 @@ impl ServerCore {
                     model.name, model.platform
                 ))
             })?;
-            adapters.push(adapter);
+            adapters.push(match &self.batching {
+                Some(batching) => {
+                    let per_model = batching
+                        .per_model_files
+                        .then(|| Arc::new(crate::config::batching::read_per_model) as PerModelParameters);
+                    Arc::new(BatchingAdapter::new(adapter, batching.global.clone(), per_model))
+                        as Arc<dyn SourceAdapter>
+                }
+                None => adapter,
+            });
         }
         let watched = watched(&models);
         check_base_paths(&watched).map_err(ServingError::not_found)?;
@@ -264,7 +302,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let runtime = tokio::task::spawn_blocking(move || OrtRuntime::init(library_flag.as_deref()))
         .await
         .context("runtime initialisation panicked")??;
-    let registry = builtin_platforms(runtime, config.session.clone());
+    let mut session = config.session.clone();
+    if let Some(batching) = &config.batching {
+        // NOTE: one session per batch thread, so that num_batch_threads batches run at once.
+        session.sessions_per_version = session.sessions_per_version.max(batching.global.num_batch_threads);
+    }
+    let registry = builtin_platforms(runtime, session);
     check_base_paths(&watched(&config.models)).map_err(|e| anyhow!("{e}"))?;
 
     let manager = AspiredVersionsManager::spawn(config.manager.clone());
@@ -276,6 +319,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let (configured_tx, configured_rx) = watch::channel(Vec::new());
     let core = Arc::new(ServerCore {
         registry,
+        batching: config.batching.clone(),
         manager: manager.clone(),
         source: source_handle,
         current: Mutex::new(Vec::new()),

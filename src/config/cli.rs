@@ -70,6 +70,21 @@ pub struct ServeArgs {
         require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub enable_grpc_healthcheck_service: bool,
 
+    /// Merges concurrent requests to a model into batches along dimension 0.
+    #[arg(long = "enable_batching", default_value_t = false, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub enable_batching: bool,
+
+    /// Text-format BatchingParameters for every model (needs --enable_batching). Without it,
+    /// TF Serving's defaults apply: max_batch_size 1000, no timeout, 10 queued batches.
+    #[arg(long = "batching_parameters_file")]
+    pub batching_parameters_file: Option<PathBuf>,
+
+    /// Reads `<version>/batching_params.pbtxt`, when present, instead of the global parameters.
+    #[arg(long = "enable_per_model_batching_parameters", default_value_t = false, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub enable_per_model_batching_parameters: bool,
+
     /// Sends gRPC outputs packed in `tensor_content` instead of the typed `*_val` fields.
     /// Smaller and faster, but clients that read `float_val` directly break. REST is unaffected.
     #[arg(long = "enable_serialization_as_tensor_content", default_value_t = false, num_args = 0..=1,

@@ -87,7 +87,7 @@ impl Loader for OnnxLoader {
             self.runtime,
             &self.model_file,
             &self.session_options,
-            1,
+            self.session_options.sessions_per_version,
             &context,
             |inputs, outputs| signature_from_io(inputs, outputs, |name| unshaped.contains(name)),
         )?;

@@ -55,6 +55,9 @@ pub struct SessionOptions {
     pub intra_op_threads: usize,
     /// 0 lets ONNX Runtime choose.
     pub inter_op_threads: usize,
+    /// Sessions per model version, each on its own worker thread (at least 1). The batcher
+    /// sets this to `num_batch_threads` so that batches run side by side.
+    pub sessions_per_version: usize,
 }
 
 impl Default for SessionOptions {
@@ -64,6 +67,7 @@ impl Default for SessionOptions {
             gpu_device_id: 0,
             intra_op_threads: 0,
             inter_op_threads: 0,
+            sessions_per_version: 1,
         }
     }
 }

@@ -1,0 +1,340 @@
+//! The dynamic batcher: a servable decorator that queues requests, merges them along
+//! dimension 0 on its own batch threads, runs one model call per batch and splits the
+//! outputs back (TF Serving's batching session, with its `BatchingParameters`).
+
+pub mod merge;
+pub mod params;
+pub mod queue;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::core::{
+    CancelSignal, Loader, RunOutputs, RunRequest, Servable, ServableId, ServingError, ServingResult, SignatureMap,
+    SourceAdapter,
+};
+use merge::{concat_rows, rows, split_rows};
+pub use params::BatchingParameters;
+use queue::{Batch, BatchQueue, NextBatch, Rejected, Task, TaskReply};
+
+/// TF Serving's batching metric names.
+pub mod metric_names {
+    pub const QUEUING_LATENCY: &str = ":tensorflow:serving:batching_session:queuing_latency";
+    pub const WRAPPED_RUN_COUNT: &str = ":tensorflow:serving:batching_session:wrapped_run_count";
+    pub const INPUT_BATCH_SIZE: &str = ":tensorflow:serving:batching_session:input_batch_size";
+    pub const PROCESSED_BATCH_SIZE: &str = ":tensorflow:serving:batching_session:processed_batch_size";
+    pub const PADDING_SIZE: &str = ":tensorflow:serving:batching_session:padding_size";
+    pub const REJECTED: &str = "onnx_serving_batching_rejected_requests_total";
+    pub const QUEUE_DEPTH: &str = "onnx_serving_batching_queue_rows";
+}
+
+struct Shared {
+    queue: Mutex<BatchQueue>,
+    work: Condvar,
+    stopping: Mutex<bool>,
+    model: String,
+}
+
+/// A servable whose requests run in batches.
+pub struct BatchingServable {
+    inner: Arc<dyn Servable>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Returns why a servable's signatures cannot be batched, if they cannot: an input or
+/// output whose dimension 0 is fixed, or a scalar.
+pub fn unbatchable_reason(signatures: &SignatureMap) -> Option<String> {
+    for signature in signatures.values() {
+        for (kind, infos) in [("input", &signature.inputs), ("output", &signature.outputs)] {
+            for (alias, info) in infos {
+                match info.shape.as_deref() {
+                    Some([]) => return Some(format!("{kind} '{alias}' is a scalar")),
+                    Some([first, ..]) if *first >= 0 => {
+                        return Some(format!("{kind} '{alias}' has a fixed batch dimension of {first}"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    None
+}
+
+impl BatchingServable {
+    /// Wraps `inner` with a batcher, or returns `inner` unchanged when its signatures cannot
+    /// be batched (logged).
+    pub fn wrap(
+        id: &ServableId,
+        inner: Arc<dyn Servable>,
+        params: BatchingParameters,
+    ) -> ServingResult<Arc<dyn Servable>> {
+        params.validate()?;
+        if let Some(reason) = unbatchable_reason(inner.signatures()) {
+            info!(model = %id.name, version = id.version, reason = %reason, "batching bypassed for this model");
+            return Ok(inner);
+        }
+        let threads_wanted = params.num_batch_threads;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(BatchQueue::new(params)),
+            work: Condvar::new(),
+            stopping: Mutex::new(false),
+            model: id.name.clone(),
+        });
+        let mut threads = Vec::with_capacity(threads_wanted);
+        for index in 0..threads_wanted {
+            let shared = Arc::clone(&shared);
+            let inner = Arc::clone(&inner);
+            let handle = std::thread::Builder::new()
+                .name(format!("batch-{index}"))
+                .spawn(move || batch_loop(&shared, inner.as_ref()))
+                .map_err(|e| ServingError::internal(format!("cannot start a batch thread: {e}")))?;
+            threads.push(handle);
+        }
+        info!(model = %id.name, version = id.version, threads = threads_wanted, "batching enabled");
+        Ok(Arc::new(Self { inner, shared, threads }))
+    }
+}
+
+/// Returns the rows of a request, or `None` when it cannot join a batch (a scalar input,
+/// inputs that disagree on dimension 0, or no rows).
+fn request_rows(request: &RunRequest) -> Option<usize> {
+    let mut found = None;
+    for (_, tensor) in &request.inputs {
+        let rows = rows(tensor)?;
+        if found.is_some_and(|r| r != rows) {
+            return None;
+        }
+        found = Some(rows);
+    }
+    found.filter(|&r| r > 0)
+}
+
+impl Servable for BatchingServable {
+    fn signatures(&self) -> &SignatureMap {
+        self.inner.signatures()
+    }
+
+    fn submit(&self, request: RunRequest) -> oneshot::Receiver<ServingResult<RunOutputs>> {
+        let Some(rows) = request_rows(&request) else {
+            return self.inner.submit(request);
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let RunRequest { inputs, output_names, deadline, cancel } = request;
+        let task = Task {
+            inputs,
+            output_names,
+            rows,
+            deadline,
+            cancel,
+            enqueued_at: Instant::now(),
+            reply: TaskReply::Direct(reply_tx),
+        };
+        let pushed = match self.shared.queue.lock() {
+            Ok(mut queue) => {
+                let result = queue.push(task);
+                metrics::gauge!(metric_names::QUEUE_DEPTH, "model_name" => self.shared.model.clone())
+                    .set(queue.queued_rows() as f64);
+                result
+            }
+            Err(_) => Err(Rejected::Full(ServingError::internal("the batch queue is poisoned"), task.reply)),
+        };
+        match pushed {
+            Ok(()) => self.shared.work.notify_one(),
+            Err(Rejected::Full(error, reply)) => {
+                metrics::counter!(metric_names::REJECTED, "model_name" => self.shared.model.clone(), "reason" => "queue_full")
+                    .increment(1);
+                reply.send(Err(error));
+            }
+            Err(Rejected::Invalid(error, reply)) => {
+                metrics::counter!(metric_names::REJECTED, "model_name" => self.shared.model.clone(), "reason" => "too_large")
+                    .increment(1);
+                reply.send(Err(error));
+            }
+        }
+        reply_rx
+    }
+
+    fn execution_providers(&self) -> Vec<String> {
+        self.inner.execution_providers()
+    }
+}
+
+impl Drop for BatchingServable {
+    fn drop(&mut self) {
+        if let Ok(mut stopping) = self.shared.stopping.lock() {
+            *stopping = true;
+        }
+        self.shared.work.notify_all();
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+        if let Ok(mut queue) = self.shared.queue.lock() {
+            queue.drain(&ServingError::unavailable("the model is unloading"));
+        }
+    }
+}
+
+fn stopping(shared: &Shared) -> bool {
+    shared.stopping.lock().map(|s| *s).unwrap_or(true)
+}
+
+/// A formed batch and the parameters its run needs.
+struct ReadyBatch {
+    batch: Batch,
+    thread_pool_name: String,
+    pad_variable_length: bool,
+}
+
+/// Waits for a batch; returns `None` when the servable is unloading.
+fn wait_for_batch(shared: &Shared) -> Option<ReadyBatch> {
+    let mut queue = shared.queue.lock().ok()?;
+    loop {
+        if stopping(shared) {
+            return None;
+        }
+        let now = Instant::now();
+        match queue.next_batch(now) {
+            NextBatch::Ready(batch) => {
+                metrics::gauge!(metric_names::QUEUE_DEPTH, "model_name" => shared.model.clone())
+                    .set(queue.queued_rows() as f64);
+                let params = queue.params();
+                return Some(ReadyBatch {
+                    batch,
+                    thread_pool_name: params.thread_pool_name.clone(),
+                    pad_variable_length: params.pad_variable_length_inputs,
+                });
+            }
+            NextBatch::WaitUntil(at) => {
+                let (guard, _) = shared.work.wait_timeout(queue, at.saturating_duration_since(now)).ok()?;
+                queue = guard;
+            }
+            NextBatch::Empty => queue = shared.work.wait(queue).ok()?,
+        }
+    }
+}
+
+fn batch_loop(shared: &Shared, inner: &dyn Servable) {
+    while let Some(ready) = wait_for_batch(shared) {
+        // NOTE: another thread may form the next batch while this one runs.
+        shared.work.notify_one();
+        run_batch(inner, ready.batch, &ready.thread_pool_name, ready.pad_variable_length);
+    }
+}
+
+fn run_batch(inner: &dyn Servable, batch: Batch, pool: &str, pad_variable_length: bool) {
+    let now = Instant::now();
+    for task in &batch.tasks {
+        let queued = now.saturating_duration_since(task.enqueued_at).as_secs_f64() * 1e6;
+        metrics::histogram!(metric_names::QUEUING_LATENCY, "thread_pool_name" => pool.to_string()).record(queued);
+    }
+    metrics::counter!(metric_names::WRAPPED_RUN_COUNT).increment(1);
+    metrics::histogram!(metric_names::INPUT_BATCH_SIZE).record(batch.rows as f64);
+    metrics::histogram!(metric_names::PROCESSED_BATCH_SIZE).record(batch.padded_rows as f64);
+    metrics::histogram!(metric_names::PADDING_SIZE, "execution_batch_size" => batch.padded_rows.to_string())
+        .record((batch.padded_rows - batch.rows) as f64);
+
+    let result = merged_request(&batch, pad_variable_length).and_then(|request| {
+        let reply_rx = inner.submit(request);
+        reply_rx.blocking_recv().map_err(|_| ServingError::unavailable("the model worker stopped before answering"))?
+    });
+    let sizes: Vec<usize> = batch.tasks.iter().map(|t| t.rows).collect();
+    let split = result.and_then(|outputs| {
+        let mut per_task: Vec<RunOutputs> = vec![Vec::with_capacity(outputs.len()); sizes.len()];
+        for (name, tensor) in &outputs {
+            for (slot, part) in per_task.iter_mut().zip(split_rows(name, tensor, &sizes)?) {
+                slot.push((name.clone(), part));
+            }
+        }
+        Ok(per_task)
+    });
+    match split {
+        Ok(per_task) => {
+            for (task, outputs) in batch.tasks.into_iter().zip(per_task) {
+                task.reply.send(Ok(outputs));
+            }
+        }
+        Err(error) => {
+            warn!(error = %error, rows = batch.rows, "batched run failed");
+            for task in batch.tasks {
+                task.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Builds the one model call of a batch. The call is not cancellable on its own: it
+/// serves every task in it.
+fn merged_request(batch: &Batch, pad_variable_length: bool) -> ServingResult<RunRequest> {
+    let head = batch.tasks.first().ok_or_else(|| ServingError::internal("empty batch"))?;
+    let mut inputs = Vec::with_capacity(head.inputs.len());
+    for (index, (name, _)) in head.inputs.iter().enumerate() {
+        let parts: Vec<_> = batch.tasks.iter().filter_map(|t| t.inputs.get(index).map(|(_, tensor)| tensor)).collect();
+        inputs.push((name.clone(), concat_rows(&parts, batch.padded_rows, pad_variable_length)?));
+    }
+    Ok(RunRequest { inputs, output_names: head.output_names.clone(), deadline: None, cancel: CancelSignal::default() })
+}
+
+/// Reads per-model parameters from a version directory, or `Ok(None)` without a file.
+pub type PerModelParameters = Arc<dyn Fn(&Path) -> ServingResult<Option<BatchingParameters>> + Send + Sync>;
+
+/// A SourceAdapter decorator that wraps every loaded version with a batcher.
+pub struct BatchingAdapter {
+    inner: Arc<dyn SourceAdapter>,
+    global: BatchingParameters,
+    per_model: Option<PerModelParameters>,
+}
+
+impl BatchingAdapter {
+    /// `per_model` (from `--enable_per_model_batching_parameters`) reads
+    /// `<version>/batching_params.pbtxt`, which replaces `global` for that version.
+    pub fn new(
+        inner: Arc<dyn SourceAdapter>,
+        global: BatchingParameters,
+        per_model: Option<PerModelParameters>,
+    ) -> Self {
+        Self { inner, global, per_model }
+    }
+}
+
+impl SourceAdapter for BatchingAdapter {
+    fn platform(&self) -> &str {
+        self.inner.platform()
+    }
+
+    fn adapt(&self, id: &ServableId, path: PathBuf) -> ServingResult<Box<dyn Loader>> {
+        let inner = self.inner.adapt(id, path.clone())?;
+        Ok(Box::new(BatchingLoader {
+            id: id.clone(),
+            path,
+            inner,
+            global: self.global.clone(),
+            per_model: self.per_model.clone(),
+        }))
+    }
+}
+
+struct BatchingLoader {
+    id: ServableId,
+    path: PathBuf,
+    inner: Box<dyn Loader>,
+    global: BatchingParameters,
+    per_model: Option<PerModelParameters>,
+}
+
+impl Loader for BatchingLoader {
+    fn load(&self) -> ServingResult<Arc<dyn Servable>> {
+        let params = match &self.per_model {
+            Some(read) => read(&self.path)?.unwrap_or_else(|| self.global.clone()),
+            None => self.global.clone(),
+        };
+        params.validate()?;
+        let servable = self.inner.load()?;
+        BatchingServable::wrap(&self.id, servable, params)
+    }
+}
