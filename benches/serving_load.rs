@@ -3,52 +3,22 @@
 //! bare tonic service answering the same PredictResponse, all measured in one run.
 //! `cargo bench --bench serving_load`.
 
-use std::io::{BufRead, BufReader};
+mod loadgen;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use onnx_serving::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+use loadgen::{drive, drive_grpc, micros, repo_path, row, shape, sorted_percentile, spawn_and_read_address, Spawned};
 use onnx_serving::proto::tensorflow::serving::prediction_service_server::{PredictionService, PredictionServiceServer};
 use onnx_serving::proto::tensorflow::serving::{ModelSpec, PredictRequest, PredictResponse};
-use onnx_serving::proto::tensorflow::{tensor_shape_proto, TensorProto, TensorShapeProto};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use onnx_serving::proto::tensorflow::TensorProto;
 
 const ROLE_ENV: &str = "ONNX_SERVING_BENCH_ROLE";
 const REQUEST_BODY: &str = r#"{"instances": [1.0, 2.0, 5.0]}"#;
 const RESPONSE_BODY: &str = "{\"predictions\": [2.5, 3.0, 4.5]}";
 const PREDICT_PATH: &str = "/v1/models/half_plus_two:predict";
 const MNIST_PIXELS: usize = 784;
-
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
-/// A server process, killed on drop.
-struct Spawned(Child, SocketAddr);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_and_read_address(mut command: Command, marker: &str) -> Spawned {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines.next().expect("the process printed its address").expect("line");
-        if let Some(rest) = line.strip_prefix(marker) {
-            break rest.trim_end_matches(" ...").trim().parse().expect("address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Spawned(child, address)
-}
 
 /// Serves the fixed predict answer with axum and nothing else: the transport's floor.
 fn run_bare_route() {
@@ -87,13 +57,6 @@ fn half_plus_two_request() -> PredictRequest {
         model_spec: Some(ModelSpec { name: "half_plus_two".into(), ..Default::default() }),
         inputs: [("x".to_string(), x)].into(),
         ..Default::default()
-    }
-}
-
-fn shape(dims: &[i64]) -> TensorShapeProto {
-    TensorShapeProto {
-        dim: dims.iter().map(|&size| tensor_shape_proto::Dim { size, name: String::new() }).collect(),
-        unknown_rank: false,
     }
 }
 
@@ -162,145 +125,6 @@ fn run_bare_grpc() {
     });
 }
 
-async fn drive_grpc(
-    address: SocketAddr,
-    request: PredictRequest,
-    concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> LoadResult {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let stop_at = measure_from + duration;
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let request = request.clone();
-        workers.push(tokio::spawn(async move {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-                .expect("uri")
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .expect("connect");
-            let mut client = PredictionServiceClient::new(channel);
-            let mut latencies = Vec::new();
-            loop {
-                let sent = Instant::now();
-                if sent >= stop_at {
-                    break;
-                }
-                let response = client.predict(request.clone()).await.expect("gRPC predict");
-                std::hint::black_box(response);
-                if sent >= measure_from {
-                    latencies.push(sent.elapsed());
-                }
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    LoadResult { latencies, elapsed: duration }
-}
-
-/// One keep-alive HTTP/1.1 connection that sends the same POST over and over.
-struct Connection {
-    stream: TcpStream,
-    request: Vec<u8>,
-    buffer: Vec<u8>,
-}
-
-impl Connection {
-    async fn open(address: SocketAddr, path: &str, body: &str) -> Self {
-        let stream = TcpStream::connect(address).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes();
-        Self { stream, request, buffer: Vec::with_capacity(4096) }
-    }
-
-    /// Sends one request and reads the whole response; returns the status code.
-    async fn round_trip(&mut self) -> u16 {
-        self.stream.write_all(&self.request).await.expect("write");
-        self.buffer.clear();
-        let header_end = loop {
-            let mut chunk = [0u8; 4096];
-            let read = self.stream.read(&mut chunk).await.expect("read");
-            assert!(read > 0, "server closed the connection");
-            self.buffer.extend_from_slice(&chunk[..read]);
-            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-        };
-        let head = String::from_utf8_lossy(&self.buffer[..header_end]).to_ascii_lowercase();
-        let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).expect("status line");
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map(|v| v.trim().parse().expect("length"))
-            .expect("content-length");
-        while self.buffer.len() < header_end + length {
-            let mut chunk = [0u8; 4096];
-            let read = self.stream.read(&mut chunk).await.expect("read");
-            assert!(read > 0, "server closed the connection");
-            self.buffer.extend_from_slice(&chunk[..read]);
-        }
-        status
-    }
-}
-
-struct LoadResult {
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-impl LoadResult {
-    fn percentile(&self, p: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[index]
-    }
-    fn throughput(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-async fn drive(address: SocketAddr, concurrency: usize, warmup: Duration, duration: Duration) -> LoadResult {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let stop_at = measure_from + duration;
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        workers.push(tokio::spawn(async move {
-            let mut connection = Connection::open(address, PREDICT_PATH, REQUEST_BODY).await;
-            let mut latencies = Vec::new();
-            loop {
-                let sent = Instant::now();
-                if sent >= stop_at {
-                    break;
-                }
-                let status = connection.round_trip().await;
-                assert_eq!(status, 200, "request failed");
-                if sent >= measure_from {
-                    latencies.push(sent.elapsed());
-                }
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    LoadResult { latencies, elapsed: duration }
-}
-
 /// Runs both models through ONNX Runtime directly, with no server in between. Returns the
 /// sorted latencies of half_plus_two and of MNIST.
 fn in_process_latencies(runs: usize) -> (Vec<Duration>, Vec<Duration>) {
@@ -341,54 +165,9 @@ fn in_process_latencies(runs: usize) -> (Vec<Duration>, Vec<Duration>) {
     (small_latencies, mnist_latencies)
 }
 
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn sorted_percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn serve_command(model: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_onnx-serving"));
-    command.args([
-        "serve",
-        &format!("--model_name={model}"),
-        "--rest_api_address=127.0.0.1:0",
-        "--grpc_address=127.0.0.1:0",
-        "--intra_op_threads=1",
-    ]);
-    command.arg(format!("--model_base_path={}", repo_path(&format!("models/{model}")).display()));
-    command
-}
-
-/// Starts a server and returns it with its gRPC and REST addresses.
 fn spawn_server(model: &str) -> (Spawned, SocketAddr) {
-    let mut child = serve_command(model).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut grpc = None;
-    let rest = loop {
-        let line = lines.next().expect("the server printed its addresses").expect("line");
-        if let Some(rest) = line.strip_prefix("Running gRPC ModelServer at ") {
-            grpc = Some(rest.trim_end_matches(" ...").trim().parse().expect("gRPC address"));
-        }
-        if let Some(rest) = line.strip_prefix("Exporting HTTP/REST API at:") {
-            break rest.trim_end_matches(" ...").trim().parse().expect("REST address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Spawned(child, rest), grpc.expect("gRPC is printed before REST"))
-}
-
-fn row(label: &str, concurrency: usize, result: &LoadResult) {
-    println!(
-        "| {label} | {concurrency} | {:.1} | {:.1} | {:.1} | {:.0} |",
-        micros(result.percentile(0.5)),
-        micros(result.percentile(0.9)),
-        micros(result.percentile(0.99)),
-        result.throughput()
-    );
+    let base_path = format!("--model_base_path={}", repo_path(&format!("models/{model}")).display());
+    loadgen::spawn_server(&[&format!("--model_name={model}"), &base_path, "--intra_op_threads=1"])
 }
 
 fn in_process_row(label: &str, sorted: &[Duration]) {
@@ -434,7 +213,8 @@ fn main() {
     let mut results = Vec::new();
     for (label, address) in [("REST half_plus_two", small_server.1), ("bare axum route", bare.1)] {
         for concurrency in [1, 32] {
-            let result = runtime.block_on(drive(address, concurrency, warmup, duration));
+            let body: std::sync::Arc<str> = REQUEST_BODY.into();
+            let result = runtime.block_on(drive(address, PREDICT_PATH, body, concurrency, warmup, duration));
             row(label, concurrency, &result);
             results.push((label, concurrency, result));
         }

@@ -239,10 +239,7 @@ fn run_batch(inner: &dyn Servable, batch: Batch, pool: &str, pad_variable_length
     metrics::histogram!(metric_names::PADDING_SIZE, "execution_batch_size" => batch.padded_rows.to_string())
         .record((batch.padded_rows - batch.rows) as f64);
 
-    let result = merged_request(&batch, pad_variable_length).and_then(|request| {
-        let reply_rx = inner.submit(request);
-        reply_rx.blocking_recv().map_err(|_| ServingError::unavailable("the model worker stopped before answering"))?
-    });
+    let result = merged_request(&batch, pad_variable_length).and_then(|request| inner.run_blocking(request));
     let sizes: Vec<usize> = batch.tasks.iter().map(|t| t.rows).collect();
     let split = result.and_then(|outputs| {
         let mut per_task: Vec<RunOutputs> = vec![Vec::with_capacity(outputs.len()); sizes.len()];

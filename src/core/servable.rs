@@ -167,6 +167,15 @@ pub trait Servable: Send + Sync + 'static {
     /// Queues one run and returns where its result will arrive. Never blocks.
     fn submit(&self, request: RunRequest) -> oneshot::Receiver<ServingResult<RunOutputs>>;
 
+    /// Runs one request and waits for it. Only for dedicated threads (such as the batcher's),
+    /// never on the async runtime. Servables that can run on the caller's thread override
+    /// this to skip the hand-off to their own threads.
+    fn run_blocking(&self, request: RunRequest) -> ServingResult<RunOutputs> {
+        self.submit(request)
+            .blocking_recv()
+            .map_err(|_| super::error::ServingError::unavailable("the model worker stopped before answering"))?
+    }
+
     /// Returns the execution providers the model runs on, in priority order (e.g. `["CPU"]`).
     fn execution_providers(&self) -> Vec<String>;
 }

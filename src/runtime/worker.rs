@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -21,10 +21,38 @@ struct Job {
     span: tracing::Span,
 }
 
-/// A loaded ONNX model: its signatures and the worker threads that run it.
+/// The sessions of one version. A run takes one, so each session serves one run at a time.
+struct SessionPool {
+    sessions: Mutex<Vec<Session>>,
+    returned: Condvar,
+}
+
+impl SessionPool {
+    /// Runs `f` with a free session, waiting for one if all are busy.
+    fn with_session<T>(&self, f: impl FnOnce(&mut Session) -> T) -> ServingResult<T> {
+        let mut session = {
+            let mut sessions = self.sessions.lock().map_err(|_| ServingError::internal("session pool poisoned"))?;
+            loop {
+                if let Some(session) = sessions.pop() {
+                    break session;
+                }
+                sessions = self.returned.wait(sessions).map_err(|_| ServingError::internal("session pool poisoned"))?;
+            }
+        };
+        let result = f(&mut session);
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.push(session);
+        }
+        self.returned.notify_one();
+        Ok(result)
+    }
+}
+
+/// A loaded ONNX model: its signatures, its sessions and the worker threads that run them.
 pub struct OrtServable {
     signatures: SignatureMap,
     providers: Vec<String>,
+    pool: Arc<SessionPool>,
     job_tx: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -55,20 +83,22 @@ impl OrtServable {
         let signatures = signatures(&inputs, &outputs)?;
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
+        let pool = Arc::new(SessionPool { sessions: Mutex::new(sessions), returned: Condvar::new() });
         let mut handles = Vec::with_capacity(workers);
-        for (index, session) in sessions.into_iter().enumerate() {
+        for index in 0..workers {
             let job_rx = Arc::clone(&job_rx);
+            let pool = Arc::clone(&pool);
             let handle = std::thread::Builder::new()
                 .name(format!("model-{index}"))
-                .spawn(move || worker_loop(session, job_rx))
+                .spawn(move || worker_loop(&pool, job_rx))
                 .map_err(|e| ServingError::internal(format!("cannot start a model worker thread: {e}")))?;
             handles.push(handle);
         }
-        Ok(Self { signatures, providers, job_tx: Mutex::new(Some(job_tx)), workers: handles })
+        Ok(Self { signatures, providers, pool, job_tx: Mutex::new(Some(job_tx)), workers: handles })
     }
 }
 
-fn worker_loop(mut session: Session, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+fn worker_loop(pool: &SessionPool, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
     loop {
         let job = {
             let Ok(receiver) = job_rx.lock() else { return };
@@ -88,7 +118,7 @@ fn worker_loop(mut session: Session, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 .send(Err(ServingError::deadline_exceeded("Deadline exceeded while the request was queued")));
             continue;
         }
-        let result = run(&mut session, &job.request);
+        let result = pool.with_session(|session| run(session, &job.request)).and_then(|r| r);
         let _ = job.reply_tx.send(result);
     }
 }
@@ -141,6 +171,11 @@ impl Servable for OrtServable {
             None => warn!("submit after shutdown"),
         }
         reply_rx
+    }
+
+    fn run_blocking(&self, request: RunRequest) -> ServingResult<RunOutputs> {
+        // NOTE: the caller's thread runs the session itself: no hand-off to a worker.
+        self.pool.with_session(|session| run(session, &request))?
     }
 
     fn execution_providers(&self) -> Vec<String> {

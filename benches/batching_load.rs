@@ -1,0 +1,207 @@
+//! The batching benchmark: a compute-bound CNN (ResNet-18, random weights, 3×64×64 images)
+//! through ONNX Runtime in-process at batch 1, 8 and 32 (the limit), through our server
+//! without and with batching at concurrency 1, 8 and 32, and through a FastAPI +
+//! onnxruntime peer written the way a Python user would, all in one run.
+//! `cargo bench --bench batching_load` (the model is generated on first use).
+
+mod loadgen;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use loadgen::{drive, drive_grpc, micros, repo_path, row, shape, spawn_server, LoadResult, Spawned};
+use onnx_serving::proto::tensorflow::serving::{ModelSpec, PredictRequest};
+use onnx_serving::proto::tensorflow::TensorProto;
+
+const SIDE: usize = 64;
+const PIXELS: usize = 3 * SIDE * SIDE;
+/// Intra-op threads of every session: the whole 2-core machine, for us, the peer and in-process.
+const INTRA_OP_THREADS: usize = 2;
+const PREDICT_PATH: &str = "/v1/models/resnet:predict";
+
+fn model_dir() -> PathBuf {
+    repo_path("target/bench-models/resnet18")
+}
+
+/// Generates the model with `scripts/make_resnet.py` unless it is already there.
+fn ensure_model() -> PathBuf {
+    let file = model_dir().join("1/model.onnx");
+    if !file.exists() {
+        let status = Command::new("python3")
+            .arg(repo_path("scripts/make_resnet.py"))
+            .arg(&file)
+            .status()
+            .expect("run python3 scripts/make_resnet.py (pip install -r scripts/requirements.txt)");
+        assert!(status.success(), "scripts/make_resnet.py failed");
+    }
+    file
+}
+
+fn pixels() -> Vec<f32> {
+    (0..PIXELS).map(|i| ((i * 37) % 255) as f32 / 255.0).collect()
+}
+
+fn grpc_request() -> PredictRequest {
+    let content: Vec<u8> = pixels().iter().flat_map(|v| v.to_le_bytes()).collect();
+    let images = TensorProto {
+        dtype: 1,
+        tensor_shape: Some(shape(&[1, 3, SIDE as i64, SIDE as i64])),
+        tensor_content: content.into(),
+        ..Default::default()
+    };
+    PredictRequest {
+        model_spec: Some(ModelSpec { name: "resnet".into(), ..Default::default() }),
+        inputs: [("images".to_string(), images)].into(),
+        ..Default::default()
+    }
+}
+
+/// `{"instances": [image]}` with the image nested as [3][64][64].
+fn json_request() -> Arc<str> {
+    let values = pixels();
+    let channels: Vec<Vec<Vec<f32>>> =
+        values.chunks(SIDE * SIDE).map(|plane| plane.chunks(SIDE).map(<[f32]>::to_vec).collect()).collect();
+    serde_json::json!({ "instances": [channels] }).to_string().into()
+}
+
+/// Runs batches in-process for about `seconds`; returns (p50 latency, images per second).
+fn in_process(batch: usize, seconds: f64) -> (Duration, f64) {
+    let (library, _) = onnx_serving::runtime::library::find_library(None).expect("libonnxruntime");
+    static ENVIRONMENT: std::sync::OnceLock<ort::environment::Environment> = std::sync::OnceLock::new();
+    let environment =
+        ENVIRONMENT.get_or_init(|| ort::init_from(&library).expect("load ort").build().expect("environment"));
+    let mut session = ort::session::Session::builder(environment)
+        .expect("builder")
+        .with_intra_threads(INTRA_OP_THREADS)
+        .expect("threads")
+        .commit_from_file(model_dir().join("1/model.onnx"))
+        .expect("session");
+    let input: Vec<f32> = pixels().repeat(batch);
+    let run = |session: &mut ort::session::Session| {
+        let tensor =
+            ort::value::TensorRef::from_array_view(([batch, 3, SIDE, SIDE], input.as_slice())).expect("tensor");
+        let outputs = session.run(ort::inputs![tensor]).expect("run");
+        std::hint::black_box(outputs[0].try_extract_tensor::<f32>().expect("logits").1.len());
+    };
+    run(&mut session);
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < seconds || latencies.len() < 5 {
+        let t = Instant::now();
+        run(&mut session);
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    let total: Duration = latencies.iter().sum();
+    (latencies[latencies.len() / 2], (latencies.len() * batch) as f64 / total.as_secs_f64())
+}
+
+fn start_peer(model: &std::path::Path) -> Option<Spawned> {
+    let mut child = Command::new("python3")
+        .arg(repo_path("benches/peer/fastapi_server.py"))
+        .arg(model)
+        .arg(INTRA_OP_THREADS.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let mut lines = BufReader::new(stdout).lines();
+    let address = lines.next()?.ok()?.strip_prefix("peer at:")?.trim().parse().ok()?;
+    std::thread::spawn(move || for _ in lines {});
+    Some(Spawned(child, address))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let seconds: u64 = std::env::var("LOADGEN_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let duration = Duration::from_secs(seconds);
+    let warmup = Duration::from_secs(2);
+    let model = ensure_model();
+
+    println!("| target | batch | p50 ms | images/s |");
+    println!("|---|---:|---:|---:|");
+    let mut limits = Vec::new();
+    for batch in [1, 8, 32] {
+        let (p50, throughput) = in_process(batch, seconds as f64);
+        println!("| in-process ONNX Runtime | {batch} | {:.2} | {throughput:.0} |", micros(p50) / 1000.0);
+        limits.push((batch, throughput));
+    }
+    println!();
+
+    let params = std::env::temp_dir().join(format!("onnx-serving-batching-{}.pbtxt", std::process::id()));
+    std::fs::write(
+        &params,
+        "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n\
+         max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n",
+    )
+    .expect("write the batching parameters");
+    let base = format!("--model_base_path={}", model_dir().display());
+    let intra = format!("--intra_op_threads={INTRA_OP_THREADS}");
+    let batching_file = format!("--batching_parameters_file={}", params.display());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    println!("| target | concurrency | p50 µs | p90 µs | p99 µs | requests/s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut results: Vec<(String, usize, LoadResult)> = Vec::new();
+    let configurations: [(&str, Vec<&str>); 2] = [
+        ("no batching", vec!["--model_name=resnet", &base, &intra]),
+        ("batching", vec!["--model_name=resnet", &base, &intra, "--enable_batching", &batching_file]),
+    ];
+    for (name, args) in configurations {
+        let (server, grpc) = spawn_server(&args);
+        for concurrency in [1, 8, 32] {
+            let result = runtime.block_on(drive_grpc(grpc, grpc_request(), concurrency, warmup, duration));
+            let label = format!("gRPC, {name}");
+            row(&label, concurrency, &result);
+            results.push((label, concurrency, result));
+        }
+        let result = runtime.block_on(drive(server.1, PREDICT_PATH, json_request(), 32, warmup, duration));
+        let label = format!("REST JSON, {name}");
+        row(&label, 32, &result);
+        results.push((label, 32, result));
+        drop(server);
+    }
+    let _ = std::fs::remove_file(&params);
+
+    match start_peer(&model) {
+        Some(peer) => {
+            for concurrency in [1, 8, 32] {
+                let result =
+                    runtime.block_on(drive(peer.1, PREDICT_PATH, json_request(), concurrency, warmup, duration));
+                let label = "REST JSON, FastAPI + onnxruntime".to_string();
+                row(&label, concurrency, &result);
+                results.push((label, concurrency, result));
+            }
+        }
+        None => println!("(peer skipped: pip install -r benches/peer/requirements.txt)"),
+    }
+
+    let find = |label: &str, c: usize| results.iter().find(|(l, cc, _)| l == label && *cc == c).map(|(_, _, r)| r);
+    println!();
+    let limit_32 = limits.iter().find(|(b, _)| *b == 32).map(|(_, t)| *t).unwrap_or(f64::NAN);
+    if let (Some(batched), Some(plain)) = (find("gRPC, batching", 32), find("gRPC, no batching", 32)) {
+        println!(
+            "c=32 throughput with batching: {:.0}% of in-process at batch 32 (target >= 85%); {:.2}x without batching (target >= 2x)",
+            batched.throughput() / limit_32 * 100.0,
+            batched.throughput() / plain.throughput()
+        );
+    }
+    if let (Some(batched), Some(plain)) = (find("gRPC, batching", 1), find("gRPC, no batching", 1)) {
+        let added = (batched.percentile(0.5).as_secs_f64() / plain.percentile(0.5).as_secs_f64() - 1.0) * 100.0;
+        println!("c=1 p50 added by batching: {added:+.1}% (target < 5%)");
+    }
+    if let (Some(ours), Some(peer)) = (find("REST JSON, batching", 32), find("REST JSON, FastAPI + onnxruntime", 32)) {
+        println!(
+            "c=32 REST vs FastAPI peer: {:.2}x its throughput (target >= 5x); p99 {:.1} ms vs {:.1} ms",
+            ours.throughput() / peer.throughput(),
+            micros(ours.percentile(0.99)) / 1000.0,
+            micros(peer.percentile(0.99)) / 1000.0
+        );
+    }
+}
