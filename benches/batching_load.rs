@@ -134,24 +134,35 @@ fn main() {
     }
     println!();
 
-    let params = std::env::temp_dir().join(format!("onnx-serving-batching-{}.pbtxt", std::process::id()));
-    std::fs::write(
-        &params,
-        "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n\
-         max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n",
-    )
-    .expect("write the batching parameters");
+    let params_file = |threads: usize| {
+        let path = std::env::temp_dir().join(format!("onnx-serving-batching-{}-{threads}.pbtxt", std::process::id()));
+        let text = format!(
+            "max_batch_size {{ value: 32 }}\nbatch_timeout_micros {{ value: 0 }}\n\
+             max_enqueued_batches {{ value: 100 }}\nnum_batch_threads {{ value: {threads} }}\n"
+        );
+        std::fs::write(&path, text).expect("write the batching parameters");
+        path
+    };
+    let one_thread = params_file(1);
+    let two_threads = params_file(2);
     let base = format!("--model_base_path={}", model_dir().display());
     let intra = format!("--intra_op_threads={INTRA_OP_THREADS}");
-    let batching_file = format!("--batching_parameters_file={}", params.display());
+    let batching_file = format!("--batching_parameters_file={}", one_thread.display());
+    let two_batch_threads = format!("--batching_parameters_file={}", two_threads.display());
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
     println!("| target | concurrency | p50 µs | p90 µs | p99 µs | requests/s |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut results: Vec<(String, usize, LoadResult)> = Vec::new();
-    let configurations: [(&str, Vec<&str>); 2] = [
+    // NOTE: the third configuration runs two batches at once, one core each, instead of one
+    // batch on both cores.
+    let configurations: [(&str, Vec<&str>); 3] = [
         ("no batching", vec!["--model_name=resnet", &base, &intra]),
         ("batching", vec!["--model_name=resnet", &base, &intra, "--enable_batching", &batching_file]),
+        (
+            "batching, 2 batch threads x 1 intra-op thread",
+            vec!["--model_name=resnet", &base, "--intra_op_threads=1", "--enable_batching", &two_batch_threads],
+        ),
     ];
     for (name, args) in configurations {
         let (server, grpc) = spawn_server(&args);
@@ -167,7 +178,8 @@ fn main() {
         results.push((label, 32, result));
         drop(server);
     }
-    let _ = std::fs::remove_file(&params);
+    let _ = std::fs::remove_file(&one_thread);
+    let _ = std::fs::remove_file(&two_threads);
 
     match start_peer(&model) {
         Some(peer) => {
@@ -185,12 +197,14 @@ fn main() {
     let find = |label: &str, c: usize| results.iter().find(|(l, cc, _)| l == label && *cc == c).map(|(_, _, r)| r);
     println!();
     let limit_32 = limits.iter().find(|(b, _)| *b == 32).map(|(_, t)| *t).unwrap_or(f64::NAN);
-    if let (Some(batched), Some(plain)) = (find("gRPC, batching", 32), find("gRPC, no batching", 32)) {
-        println!(
-            "c=32 throughput with batching: {:.0}% of in-process at batch 32 (target >= 85%); {:.2}x without batching (target >= 2x)",
-            batched.throughput() / limit_32 * 100.0,
-            batched.throughput() / plain.throughput()
-        );
+    for config in ["batching", "batching, 2 batch threads x 1 intra-op thread"] {
+        if let (Some(batched), Some(plain)) = (find(&format!("gRPC, {config}"), 32), find("gRPC, no batching", 32)) {
+            println!(
+                "c=32 throughput, {config}: {:.0}% of in-process at batch 32 (target >= 85%); {:.2}x without batching (target >= 2x)",
+                batched.throughput() / limit_32 * 100.0,
+                batched.throughput() / plain.throughput()
+            );
+        }
     }
     if let (Some(batched), Some(plain)) = (find("gRPC, batching", 1), find("gRPC, no batching", 1)) {
         let added = (batched.percentile(0.5).as_secs_f64() / plain.percentile(0.5).as_secs_f64() - 1.0) * 100.0;

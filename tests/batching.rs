@@ -275,3 +275,30 @@ async fn requests_that_cannot_merge_bypass_the_batcher() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn per_model_files_replace_the_global_parameters() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&repo_path("models/mnist/2"), &dir.path().join("1"));
+    std::fs::write(dir.path().join("1/batching_params.pbtxt"), "max_batch_size { value: 2 }\n").expect("write");
+    let mut config = test_config(&[("mnist", dir.path().to_path_buf())]);
+    let global = BatchingParameters { max_batch_size: 32, num_batch_threads: 1, ..Default::default() };
+    config.batching = Some(BatchingConfig { global: global.clone(), per_model_files: true });
+    let server = start(config).await.expect("server starts");
+    let client = reqwest::Client::new();
+    let (status, body) = rest_scores(&client, &server, &[image(1), image(2), image(3)]).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"], "Task size 3 is larger than maximum input batch size 2",
+        "the version's own file applies"
+    );
+    server.shutdown().await;
+
+    // A broken file fails the version's load with the parse error.
+    std::fs::write(dir.path().join("1/batching_params.pbtxt"), "max_batch_size {\n").expect("write");
+    let mut config = test_config(&[("mnist", dir.path().to_path_buf())]);
+    config.batching = Some(BatchingConfig { global, per_model_files: true });
+    let error = start(config).await.err().expect("the only version fails to load").to_string();
+    assert!(error.contains("Error parsing text-format tensorflow.serving.BatchingParameters: 2:1"), "{error}");
+}

@@ -32,10 +32,10 @@ pub fn parse_text_proto<T: prost::Message + Default>(text: &str, full_name: &str
         .get_message_by_name(full_name)
         .ok_or_else(|| format!("message type {full_name} is not among the built-in protos"))?;
     let message = DynamicMessage::parse_text_format(descriptor, text).map_err(|error| {
+        // NOTE: only errors at the end of the input come without a span.
         let offset = miette::Diagnostic::labels(&error)
             .and_then(|mut labels| labels.next())
-            .map(|label| label.offset())
-            .unwrap_or(0);
+            .map_or(text.len(), |label| label.offset());
         let (line, column) = line_and_column(text, offset);
         format!("Error parsing text-format {full_name}: {line}:{column}: {error}")
     })?;
