@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use loadgen::{drive, drive_grpc, micros, repo_path, row, shape, spawn_server, LoadResult, Spawned};
+use loadgen::{drive, drive_grpc, micros, repo_path, shape, spawn_server, LoadResult, Spawned};
 use onnx_serving::proto::tensorflow::serving::{ModelSpec, PredictRequest};
 use onnx_serving::proto::tensorflow::TensorProto;
 
@@ -115,24 +115,74 @@ fn start_peer(model: &std::path::Path) -> Option<Spawned> {
     Some(Spawned(child, address))
 }
 
+/// One measurement: latency percentiles in µs and requests (or images) per second.
+#[derive(Clone, Copy)]
+struct Summary {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    throughput: f64,
+}
+
+impl Summary {
+    fn of(result: &LoadResult) -> Self {
+        Self {
+            p50: micros(result.percentile(0.5)),
+            p90: micros(result.percentile(0.9)),
+            p99: micros(result.percentile(0.99)),
+            throughput: result.throughput(),
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Measurements of every round, by (target, concurrency or batch), in first-seen order.
+#[derive(Default)]
+struct Rounds {
+    entries: Vec<((String, usize), Vec<Summary>)>,
+}
+
+impl Rounds {
+    fn add(&mut self, label: &str, size: usize, summary: Summary) {
+        let key = (label.to_string(), size);
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, values)) => values.push(summary),
+            None => self.entries.push((key, vec![summary])),
+        }
+    }
+
+    /// The median of each figure over the rounds.
+    fn median(&self, label: &str, size: usize) -> Option<Summary> {
+        let (_, values) = self.entries.iter().find(|((l, s), _)| l == label && *s == size)?;
+        let pick = |f: fn(&Summary) -> f64| median(values.iter().map(f).collect());
+        Some(Summary {
+            p50: pick(|s| s.p50),
+            p90: pick(|s| s.p90),
+            p99: pick(|s| s.p99),
+            throughput: pick(|s| s.throughput),
+        })
+    }
+
+    fn spread(&self, label: &str, size: usize) -> (f64, f64) {
+        let values = self.entries.iter().find(|((l, s), _)| l == label && *s == size).map(|(_, v)| v);
+        let throughputs: Vec<f64> = values.map(|v| v.iter().map(|s| s.throughput).collect()).unwrap_or_default();
+        (throughputs.iter().copied().fold(f64::INFINITY, f64::min), throughputs.iter().copied().fold(0.0, f64::max))
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let seconds: u64 = std::env::var("LOADGEN_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 = std::env::var("LOADGEN_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("LOADGEN_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let duration = Duration::from_secs(seconds);
-    let warmup = Duration::from_secs(2);
+    let warmup = Duration::from_secs(1);
     let model = ensure_model();
-
-    println!("| target | batch | p50 ms | images/s |");
-    println!("|---|---:|---:|---:|");
-    let mut limits = Vec::new();
-    for batch in [1, 8, 32] {
-        let (p50, throughput) = in_process(batch, seconds as f64);
-        println!("| in-process ONNX Runtime | {batch} | {:.2} | {throughput:.0} |", micros(p50) / 1000.0);
-        limits.push((batch, throughput));
-    }
-    println!();
 
     let params_file = |threads: usize| {
         let path = std::env::temp_dir().join(format!("onnx-serving-batching-{}-{threads}.pbtxt", std::process::id()));
@@ -149,11 +199,6 @@ fn main() {
     let intra = format!("--intra_op_threads={INTRA_OP_THREADS}");
     let batching_file = format!("--batching_parameters_file={}", one_thread.display());
     let two_batch_threads = format!("--batching_parameters_file={}", two_threads.display());
-
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-    println!("| target | concurrency | p50 µs | p90 µs | p99 µs | requests/s |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    let mut results: Vec<(String, usize, LoadResult)> = Vec::new();
     // NOTE: the third configuration runs two batches at once, one core each, instead of one
     // batch on both cores.
     let configurations: [(&str, Vec<&str>); 3] = [
@@ -164,58 +209,87 @@ fn main() {
             vec!["--model_name=resnet", &base, "--intra_op_threads=1", "--enable_batching", &two_batch_threads],
         ),
     ];
-    for (name, args) in configurations {
-        let (server, grpc) = spawn_server(&args);
-        for concurrency in [1, 8, 32] {
-            let result = runtime.block_on(drive_grpc(grpc, grpc_request(), concurrency, warmup, duration));
-            let label = format!("gRPC, {name}");
-            row(&label, concurrency, &result);
-            results.push((label, concurrency, result));
-        }
-        let result = runtime.block_on(drive(server.1, PREDICT_PATH, json_request(), 32, warmup, duration));
-        let label = format!("REST JSON, {name}");
-        row(&label, 32, &result);
-        results.push((label, 32, result));
-        drop(server);
-    }
+    let servers: Vec<(&str, Spawned, std::net::SocketAddr)> = configurations
+        .iter()
+        .map(|(name, args)| {
+            let (server, grpc) = spawn_server(args);
+            (*name, server, grpc)
+        })
+        .collect();
     let _ = std::fs::remove_file(&one_thread);
     let _ = std::fs::remove_file(&two_threads);
+    let peer = start_peer(&model);
+    if peer.is_none() {
+        println!("(peer skipped: pip install -r benches/peer/requirements.txt)");
+    }
 
-    match start_peer(&model) {
-        Some(peer) => {
+    // NOTE: every target is measured once per round and rounds interleave them, so that a
+    // noisy stretch of the shared machine hits all of them; medians are reported.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let mut measured = Rounds::default();
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}");
+        for batch in [1, 8, 32] {
+            let (p50, throughput) = in_process(batch, seconds as f64);
+            let p50 = micros(p50);
+            measured.add("in-process ONNX Runtime", batch, Summary { p50, p90: p50, p99: p50, throughput });
+        }
+        for (name, server, grpc) in &servers {
+            for concurrency in [1, 8, 32] {
+                let result = runtime.block_on(drive_grpc(*grpc, grpc_request(), concurrency, warmup, duration));
+                measured.add(&format!("gRPC, {name}"), concurrency, Summary::of(&result));
+            }
+            let result = runtime.block_on(drive(server.1, PREDICT_PATH, json_request(), 32, warmup, duration));
+            measured.add(&format!("REST JSON, {name}"), 32, Summary::of(&result));
+        }
+        if let Some(peer) = &peer {
             for concurrency in [1, 8, 32] {
                 let result =
                     runtime.block_on(drive(peer.1, PREDICT_PATH, json_request(), concurrency, warmup, duration));
-                let label = "REST JSON, FastAPI + onnxruntime".to_string();
-                row(&label, concurrency, &result);
-                results.push((label, concurrency, result));
+                measured.add("REST JSON, FastAPI + onnxruntime", concurrency, Summary::of(&result));
             }
         }
-        None => println!("(peer skipped: pip install -r benches/peer/requirements.txt)"),
     }
+    drop(servers);
+    drop(peer);
 
-    let find = |label: &str, c: usize| results.iter().find(|(l, cc, _)| l == label && *cc == c).map(|(_, _, r)| r);
+    println!("Medians of {rounds} rounds of {seconds} s each.");
     println!();
-    let limit_32 = limits.iter().find(|(b, _)| *b == 32).map(|(_, t)| *t).unwrap_or(f64::NAN);
-    for config in ["batching", "batching, 2 batch threads x 1 intra-op thread"] {
-        if let (Some(batched), Some(plain)) = (find(&format!("gRPC, {config}"), 32), find("gRPC, no batching", 32)) {
+    println!("| target | batch or concurrency | p50 µs | p90 µs | p99 µs | requests/s (min–max) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for ((label, size), _) in &measured.entries {
+        if let Some(m) = measured.median(label, *size) {
+            let (low, high) = measured.spread(label, *size);
             println!(
-                "c=32 throughput, {config}: {:.0}% of in-process at batch 32 (target >= 85%); {:.2}x without batching (target >= 2x)",
-                batched.throughput() / limit_32 * 100.0,
-                batched.throughput() / plain.throughput()
+                "| {label} | {size} | {:.0} | {:.0} | {:.0} | {:.0} ({low:.0}–{high:.0}) |",
+                m.p50, m.p90, m.p99, m.throughput
             );
         }
     }
-    if let (Some(batched), Some(plain)) = (find("gRPC, batching", 1), find("gRPC, no batching", 1)) {
-        let added = (batched.percentile(0.5).as_secs_f64() / plain.percentile(0.5).as_secs_f64() - 1.0) * 100.0;
-        println!("c=1 p50 added by batching: {added:+.1}% (target < 5%)");
+    println!();
+    let limit_32 = measured.median("in-process ONNX Runtime", 32).map_or(f64::NAN, |m| m.throughput);
+    let plain_32 = measured.median("gRPC, no batching", 32);
+    for config in ["batching", "batching, 2 batch threads x 1 intra-op thread"] {
+        if let (Some(batched), Some(plain)) = (measured.median(&format!("gRPC, {config}"), 32), plain_32) {
+            println!(
+                "c=32 throughput, {config}: {:.0}% of in-process at batch 32 (target >= 85%); {:.2}x without batching (target >= 2x)",
+                batched.throughput / limit_32 * 100.0,
+                batched.throughput / plain.throughput
+            );
+        }
     }
-    if let (Some(ours), Some(peer)) = (find("REST JSON, batching", 32), find("REST JSON, FastAPI + onnxruntime", 32)) {
+    if let (Some(batched), Some(plain)) =
+        (measured.median("gRPC, batching", 1), measured.median("gRPC, no batching", 1))
+    {
+        println!("c=1 p50 added by batching: {:+.1}% (target < 5%)", (batched.p50 / plain.p50 - 1.0) * 100.0);
+    }
+    let ours = measured.median("REST JSON, batching", 32);
+    if let (Some(ours), Some(peer)) = (ours, measured.median("REST JSON, FastAPI + onnxruntime", 32)) {
         println!(
             "c=32 REST vs FastAPI peer: {:.2}x its throughput (target >= 5x); p99 {:.1} ms vs {:.1} ms",
-            ours.throughput() / peer.throughput(),
-            micros(ours.percentile(0.99)) / 1000.0,
-            micros(peer.percentile(0.99)) / 1000.0
+            ours.throughput / peer.throughput,
+            ours.p99 / 1000.0,
+            peer.p99 / 1000.0
         );
     }
 }

@@ -92,7 +92,8 @@ mod tests {
     #[test]
     fn every_field_parses() {
         let text = r#"
-            max_batch_size { value: 32 }
+            # comments are allowed, as in protobuf's text format
+            max_batch_size { value: 32 }  # trailing too
             batch_timeout_micros { value: 5000 }
             max_enqueued_batches { value: 4 }
             num_batch_threads { value: 2 }
