@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::batching::{BatchingAdapter, BatchingParameters, PerModelParameters};
+use crate::config::model_server_config::{read_model_config_file, ConfigFileError};
 use crate::config::ServeArgs;
 use crate::core::{
-    AspiredVersionsManager, ConfigReloader, ManagerOptions, ReloadFuture, ServableId, ServingError, ServingResult,
-    SourceAdapter,
+    AspiredVersionsManager, ConfigReloader, ManagerOptions, ReloadFuture, ServableId, ServableState, ServingError,
+    ServingResult, SourceAdapter,
 };
 use crate::grpc::{GrpcOptions, GrpcState};
 use crate::http::{router, AppState};
@@ -50,6 +52,13 @@ pub struct ServerConfig {
     pub session: SessionOptions,
     /// `None` without `--enable_batching`.
     pub batching: Option<BatchingConfig>,
+    /// `--model_config_file`, re-read every `model_config_file_poll_wait` when set.
+    pub model_config_file: Option<PathBuf>,
+    pub model_config_file_poll_wait: Option<Duration>,
+    /// `--allow_version_labels_for_unavailable_models`.
+    pub allow_labels_for_unavailable_models: bool,
+    /// How long a shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
 }
 
 /// How models are batched.
@@ -77,18 +86,38 @@ impl ServerConfig {
             ort_library_path: None,
             session: SessionOptions::default(),
             batching: None,
+            model_config_file: None,
+            model_config_file_poll_wait: None,
+            allow_labels_for_unavailable_models: false,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 
     /// Validates the `serve` flags.
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let Some(base_path) = &args.model_base_path else {
-            bail!("--model_base_path is required (the directory that holds the numeric version directories)");
-        };
-        let base_path = if base_path.is_absolute() {
-            base_path.clone()
-        } else {
-            std::env::current_dir().context("cannot resolve the working directory")?.join(base_path)
+        let working_dir = std::env::current_dir().context("cannot resolve the working directory")?;
+        let models = match (&args.model_config_file, &args.model_base_path) {
+            (Some(path), _) => match read_model_config_file(path, &working_dir) {
+                Ok(models) => models,
+                Err(ConfigFileError::Syntax(message)) => {
+                    // NOTE: tooling greps stderr for this line, as TF Serving prints it.
+                    eprintln!("{message}");
+                    bail!("Invalid protobuf file: '{}'", path.display());
+                }
+                Err(error) => bail!("{error}"),
+            },
+            (None, Some(base_path)) => vec![ModelConfig {
+                name: args.model_name.clone(),
+                base_path: if base_path.is_absolute() { base_path.clone() } else { working_dir.join(base_path) },
+                platform: args.model_platform.clone(),
+                policy: args.model_version_policy.clone(),
+                labels: Default::default(),
+            }],
+            (None, None) => bail!(
+                "Both server_options.model_base_path and server_options.model_config_file are empty! \
+                 (give --model_base_path, the directory that holds the numeric version directories, \
+                 or --model_config_file)"
+            ),
         };
         let execution_providers = args
             .execution_providers
@@ -143,13 +172,7 @@ impl ServerConfig {
             grpc_socket_path: args.grpc_socket_path.clone().filter(|p| !p.as_os_str().is_empty()),
             grpc,
             serialize_as_tensor_content: args.enable_serialization_as_tensor_content,
-            models: vec![ModelConfig {
-                name: args.model_name.clone(),
-                base_path,
-                platform: args.model_platform.clone(),
-                policy: args.model_version_policy.clone(),
-                labels: Default::default(),
-            }],
+            models,
             file_system_poll_wait: u64::try_from(args.file_system_poll_wait_seconds)
                 .ok()
                 .filter(|&s| s > 0)
@@ -171,6 +194,11 @@ impl ServerConfig {
                 sessions_per_version: 1,
             },
             batching,
+            model_config_file: args.model_config_file.clone(),
+            model_config_file_poll_wait: (args.model_config_file_poll_wait_seconds > 0)
+                .then(|| Duration::from_secs(args.model_config_file_poll_wait_seconds)),
+            allow_labels_for_unavailable_models: args.allow_version_labels_for_unavailable_models,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         })
     }
 }
@@ -192,6 +220,7 @@ pub fn builtin_platforms(runtime: &'static OrtRuntime, session: SessionOptions) 
 struct ServerCore {
     registry: PlatformRegistry,
     batching: Option<BatchingConfig>,
+    allow_labels_for_unavailable_models: bool,
     manager: AspiredVersionsManager,
     source: FileSystemSourceHandle,
     /// The applied config; the lock also serialises reloads.
@@ -243,14 +272,43 @@ impl ServerCore {
             models.iter().filter(|m| !previous.contains(m.name.as_str())).map(|m| m.name.clone()).collect();
         for (model, adapter) in models.iter().zip(adapters) {
             self.manager.register_model(&model.name, adapter);
-            let labels: HashMap<String, i64> = model.labels.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            self.manager.set_labels(&model.name, labels);
         }
         self.source.set_models(watched).await;
         let failures = self.manager.wait_until_settled(&added).await;
+        // NOTE: labels are checked once the new versions had their chance to load, and each
+        // model's whole label map is replaced in one step, so a canary flip is atomic.
+        let label_result = self.check_labels(&current, &models);
+        if label_result.is_ok() {
+            for model in &models {
+                let labels: HashMap<String, i64> = model.labels.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                self.manager.set_labels(&model.name, labels);
+            }
+        }
         *current = models;
         self.configured_tx.send_replace(current.iter().map(|m| m.name.clone()).collect());
-        Ok(failures)
+        label_result.map(|()| failures)
+    }
+
+    /// Checks TF Serving's label rule: a label points to an AVAILABLE version, except that
+    /// with `--allow_version_labels_for_unavailable_models` a label that is new may point
+    /// to any version.
+    fn check_labels(&self, previous: &[ModelConfig], models: &[ModelConfig]) -> ServingResult<()> {
+        for model in models {
+            let statuses = self.manager.version_statuses(&model.name).unwrap_or_default();
+            let old = previous.iter().find(|m| m.name == model.name);
+            for (label, &version) in &model.labels {
+                let available = statuses.iter().any(|s| s.version == version && s.state == ServableState::Available);
+                let is_new = old.is_none_or(|m| !m.labels.contains_key(label));
+                let allowed = available || (self.allow_labels_for_unavailable_models && is_new);
+                if !allowed {
+                    return Err(ServingError::failed_precondition(format!(
+                        "Request to assign label to version {version} of model {}, which is not currently available for inference",
+                        model.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -279,15 +337,24 @@ pub struct RunningServer {
     pub rest_address: Option<SocketAddr>,
     pub grpc_address: Option<SocketAddr>,
     pub manager: AspiredVersionsManager,
+    ready: Arc<AtomicBool>,
+    shutdown_grace: Duration,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
 
 impl RunningServer {
-    /// Stops accepting requests, drains the ones in flight, and waits for every task.
+    /// Turns readiness off, stops accepting connections, lets in-flight requests finish
+    /// within the grace period, and stops every task.
     pub async fn shutdown(mut self) {
+        self.ready.store(false, Ordering::SeqCst);
         self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        let drained =
+            tokio::time::timeout(self.shutdown_grace, async { while self.tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            warn!(grace = ?self.shutdown_grace, "requests still running after the shutdown grace period; stopping them");
+            self.tasks.shutdown().await;
+        }
     }
 
     /// Returns the token that stops the server when cancelled.
@@ -320,6 +387,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let core = Arc::new(ServerCore {
         registry,
         batching: config.batching.clone(),
+        allow_labels_for_unavailable_models: config.allow_labels_for_unavailable_models,
         manager: manager.clone(),
         source: source_handle,
         current: Mutex::new(Vec::new()),
@@ -340,6 +408,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         bail!("{} servable(s) did not become available: {}", failures.len(), failure_list(&failures));
     }
 
+    // NOTE: the ports open only now, after the initial versions loaded, so readiness starts true.
+    let ready = Arc::new(AtomicBool::new(true));
+    if let (Some(path), Some(wait)) = (config.model_config_file.clone(), config.model_config_file_poll_wait) {
+        tasks.spawn(poll_model_config_file(Arc::clone(&core), path, wait, shutdown.clone()));
+    }
     let grpc_state = GrpcState {
         manager: manager.clone(),
         reloader: Arc::new(SharedCore(Arc::clone(&core))),
@@ -405,7 +478,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         info!("Exporting HTTP/REST API at:{bound} ...");
         // NOTE: tests and scripts read this line to find an ephemeral port.
         println!("Exporting HTTP/REST API at:{bound} ...");
-        let app = router(AppState { manager: manager.clone(), rest_api_timeout: config.rest_api_timeout });
+        let app = router(AppState {
+            manager: manager.clone(),
+            rest_api_timeout: config.rest_api_timeout,
+            ready: Arc::clone(&ready),
+        });
         let token = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
@@ -414,7 +491,51 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             }
         });
     }
-    Ok(RunningServer { rest_address, grpc_address, manager, shutdown, tasks })
+    Ok(RunningServer {
+        rest_address,
+        grpc_address,
+        manager,
+        ready,
+        shutdown_grace: config.shutdown_grace,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Re-reads `--model_config_file` every `wait` and applies it when it changed. A file that
+/// does not parse or does not apply is logged, and the models already served stay.
+async fn poll_model_config_file(core: Arc<ServerCore>, path: PathBuf, wait: Duration, shutdown: CancellationToken) {
+    let mut applied = std::fs::read_to_string(&path).ok();
+    let working_dir = std::env::current_dir().unwrap_or_default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) => {
+                warn!(path = %path.display(), error = %error, "cannot re-read the model config file; keeping the current models");
+                continue;
+            }
+        };
+        if applied.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        let models = match crate::config::model_server_config::parse_model_config_text(&text, &working_dir) {
+            Ok(models) => models,
+            Err(error) => {
+                warn!(path = %path.display(), error = %error, "ignoring the changed model config file");
+                continue;
+            }
+        };
+        info!(path = %path.display(), models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            "model config file changed, reloading");
+        match SharedCore(Arc::clone(&core)).reload(models).await {
+            Ok(()) => applied = Some(text),
+            Err(error) => warn!(path = %path.display(), error = %error, "the changed model config file did not apply"),
+        }
+    }
 }
 
 /// Binds a Unix socket, first removing a stale socket file left by an earlier run.

@@ -180,3 +180,188 @@ fn version_flag_prints_and_exits() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("onnx-serving: "));
 }
+
+fn write_config(path: &std::path::Path, text: &str) {
+    // NOTE: write then rename, so the poller never reads a half-written file.
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text).expect("write config");
+    std::fs::rename(&partial, path).expect("rename config");
+}
+
+fn config_entry(name: &str, base: &std::path::Path, extra: &str) -> String {
+    format!("config {{ name: \"{name}\" base_path: \"{}\" model_platform: \"onnx\" {extra} }}", base.display())
+}
+
+async fn metadata_version(client: &reqwest::Client, url: &str) -> Option<String> {
+    let value: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
+    value["model_spec"]["version"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_config_file_serves_labels_and_reloads_without_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("models.config");
+    let mnist = repo_path("models/mnist");
+    let half = repo_path("models/half_plus_two");
+    let both_versions = "model_version_policy { specific { versions: 1 versions: 2 } }";
+    write_config(
+        &config,
+        &format!(
+            "model_config_list {{ {} }}",
+            config_entry(
+                "mnist",
+                &mnist,
+                &format!("{both_versions} version_labels {{ key: 'stable' value: 1 }} version_labels {{ key: 'canary' value: 2 }}")
+            )
+        ),
+    );
+    let server = ServerProcess::start(&[
+        &format!("--model_config_file={}", config.display()),
+        "--model_config_file_poll_wait_seconds=1",
+        "--file_system_poll_wait_seconds=1",
+    ]);
+    let client = reqwest::Client::new();
+    let canary = server.url("/v1/models/mnist/labels/canary/metadata");
+    assert_eq!(metadata_version(&client, &canary).await.as_deref(), Some("2"));
+    assert_eq!(
+        metadata_version(&client, &server.url("/v1/models/mnist/labels/stable/metadata")).await.as_deref(),
+        Some("1")
+    );
+    let predict = client.post(server.url("/v1/models/mnist/labels/stable:predict")).body(mnist_request()).send().await;
+    assert_eq!(predict.expect("predict").status(), 200);
+    let unknown = client.post(server.url("/v1/models/mnist/labels/nope:predict")).body(mnist_request()).send().await;
+    let unknown = unknown.expect("predict");
+    assert_eq!(unknown.status(), 400);
+    assert_eq!(
+        unknown.json::<serde_json::Value>().await.expect("json")["error"],
+        "Unrecognized servable version label: nope"
+    );
+
+    // One edit flips the canary and adds a model.
+    write_config(
+        &config,
+        &format!(
+            "model_config_list {{ {} {} }}",
+            config_entry(
+                "mnist",
+                &mnist,
+                &format!("{both_versions} version_labels {{ key: 'stable' value: 1 }} version_labels {{ key: 'canary' value: 1 }}")
+            ),
+            config_entry("half_plus_two", &half, "")
+        ),
+    );
+    wait_for_status(&client, &server.url("/v1/models/half_plus_two"), "half_plus_two to load", |s| {
+        state_of(s, 1).as_deref() == Some("AVAILABLE")
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metadata_version(&client, &canary).await.as_deref() != Some("1") {
+        assert!(tokio::time::Instant::now() < deadline, "the canary label never moved");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A broken file is ignored; the next good one still applies (the poller survived).
+    write_config(&config, "model_config_list { config { name: ");
+    write_config(&config, &format!("model_config_list {{ {} }}", config_entry("mnist", &mnist, both_versions)));
+    wait_for_status(&client, &server.url("/v1/models/half_plus_two"), "half_plus_two to unload", |s| {
+        state_of(s, 1).as_deref() == Some("END")
+    })
+    .await;
+    let predict = client.post(server.url("/v1/models/mnist:predict")).body(mnist_request()).send().await;
+    assert_eq!(predict.expect("predict").status(), 200, "mnist kept serving throughout");
+}
+
+#[test]
+fn model_config_file_errors_stop_startup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.config");
+    std::fs::write(&config, "model_config_list {\n  config { name: \"m\" bogus: 1 }\n}\n").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+        .args(["serve", "--rest_api_address=127.0.0.1:0", "--grpc_address=127.0.0.1:0"])
+        .arg(format!("--model_config_file={}", config.display()))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(255));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Error parsing text-format tensorflow.serving.ModelServerConfig: 2:"), "{stderr}");
+    assert!(stderr.contains(&format!("Invalid protobuf file: '{}'", config.display())), "{stderr}");
+
+    // A label on a version that is not available stops startup, unless the flag allows it.
+    let mnist = repo_path("models/mnist");
+    let labelled =
+        format!("model_config_list {{ {} }}", config_entry("mnist", &mnist, "version_labels { key: 'next' value: 9 }"));
+    std::fs::write(&config, labelled).expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+        .args(["serve", "--rest_api_address=127.0.0.1:0", "--grpc_address=127.0.0.1:0"])
+        .arg(format!("--model_config_file={}", config.display()))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(255));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "Request to assign label to version 9 of model mnist, which is not currently available for inference"
+        ),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn labels_may_point_ahead_with_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("models.config");
+    let mnist = repo_path("models/mnist");
+    let text =
+        format!("model_config_list {{ {} }}", config_entry("mnist", &mnist, "version_labels { key: 'next' value: 9 }"));
+    std::fs::write(&config, text).expect("write");
+    let server = ServerProcess::start(&[
+        &format!("--model_config_file={}", config.display()),
+        "--allow_version_labels_for_unavailable_models",
+    ]);
+    let client = reqwest::Client::new();
+    let response = client.post(server.url("/v1/models/mnist/labels/next:predict")).body(mnist_request()).send().await;
+    let response = response.expect("predict");
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "Servable not found for request: Specific(mnist, 9)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_0() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+        .args(["serve", "--model_name=slow", "--rest_api_address=127.0.0.1:0", "--grpc_address=127.0.0.1:0"])
+        .arg(format!("--model_base_path={}", repo_path("tests/fixtures/slow_loop").display()))
+        .env("RUST_LOG", "info,onnx_serving::runtime=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let address = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("Exporting HTTP/REST API at:").map(|a| a.trim_end_matches(" ...").to_string()))
+        .expect("REST address");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("running a model call") {
+                let _ = started_tx.send(());
+            }
+        }
+    });
+    // About a second of work: it must finish although SIGTERM arrives while it runs.
+    let body = json!({"inputs": {"iterations": 400000, "x": [vec![0.5f32; 64]]}}).to_string();
+    let request = tokio::spawn(async move {
+        reqwest::Client::new().post(format!("http://{address}/v1/models/slow:predict")).body(body).send().await
+    });
+    started_rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the model call started");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let response = request.await.expect("task").expect("the in-flight request completes");
+    assert_eq!(response.status(), 200);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "a drained shutdown exits 0");
+}

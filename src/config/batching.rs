@@ -124,9 +124,7 @@ mod tests {
 
     #[test]
     fn tf_servings_own_test_file_parses() {
-        // NOTE: TF Serving's test data lives in the shared references beside the repository
-        // (as in sessions and CI); it is read, never copied in.
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tfs-testdata/batching_config.txt");
+        let path = crate::config::tfs_testdata("batching_config.txt");
         let params = read_file(&path, "x").expect("TF Serving's batching_config.txt parses");
         assert_eq!((params.max_batch_size, params.max_enqueued_batches, params.num_batch_threads), (128, 1_000_000, 8));
         assert_eq!(params.batch_timeout, Duration::ZERO);

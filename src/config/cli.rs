@@ -105,6 +105,26 @@ pub struct ServeArgs {
     #[arg(long = "rest_api_timeout_in_ms", default_value_t = 30000, allow_negative_numbers = true)]
     pub rest_api_timeout_in_ms: i64,
 
+    /// Text-format ModelServerConfig listing every model (name, base_path, model_platform,
+    /// model_version_policy, version_labels). Replaces --model_name and --model_base_path.
+    #[arg(long = "model_config_file")]
+    pub model_config_file: Option<PathBuf>,
+
+    /// Seconds between re-reads of --model_config_file; a changed file adds, removes and
+    /// relabels models without a restart, a broken one is logged and ignored. 0 never re-reads.
+    #[arg(long = "model_config_file_poll_wait_seconds", default_value_t = 0)]
+    pub model_config_file_poll_wait_seconds: u64,
+
+    /// Lets a new version label point at a version that is not (yet) available.
+    #[arg(long = "allow_version_labels_for_unavailable_models", default_value_t = false, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub allow_version_labels_for_unavailable_models: bool,
+
+    /// On SIGTERM or Ctrl-C, how long in-flight requests may take before the process exits
+    /// anyway. Not a TF Serving flag.
+    #[arg(long = "shutdown_grace_seconds", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+
     /// Name of the model served in single-model mode.
     #[arg(long = "model_name", default_value = "default")]
     pub model_name: String,

@@ -4,9 +4,53 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::text_format::parse_text_proto;
 use crate::core::{ModelConfig, ServingError, ServingResult, VersionPolicy};
 use crate::proto::tensorflow::serving::file_system_storage_path_source_config::servable_version_policy::PolicyChoice;
 use crate::proto::tensorflow::serving::{model_server_config, ModelConfigList, ModelServerConfig};
+
+/// The message name in text-format errors.
+pub const MODEL_SERVER_CONFIG: &str = "tensorflow.serving.ModelServerConfig";
+
+/// Why a `--model_config_file` was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigFileError {
+    /// The file cannot be read (TF Serving: NOT_FOUND).
+    Unreadable(String),
+    /// The text does not parse: `Error parsing text-format ...: <line>:<col>: <msg>`.
+    Syntax(String),
+    /// It parses but a model entry is invalid.
+    Invalid(String),
+}
+
+impl std::fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigFileError::Unreadable(m) | ConfigFileError::Syntax(m) | ConfigFileError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Parses a text-format `ModelServerConfig` into model configs.
+pub fn parse_model_config_text(text: &str, working_dir: &Path) -> Result<Vec<ModelConfig>, ConfigFileError> {
+    let config: ModelServerConfig = parse_text_proto(text, MODEL_SERVER_CONFIG).map_err(ConfigFileError::Syntax)?;
+    let list = match &config.config {
+        Some(model_server_config::Config::ModelConfigList(list)) => list,
+        Some(model_server_config::Config::CustomModelConfig(_)) => {
+            return Err(ConfigFileError::Invalid("custom_model_config is not supported; use model_config_list".into()))
+        }
+        None => return Ok(Vec::new()),
+    };
+    model_configs(list, working_dir).map_err(|e| ConfigFileError::Invalid(e.message))
+}
+
+/// Reads `--model_config_file`. Relative base paths resolve against `working_dir` (the
+/// server's working directory), as for `--model_base_path`.
+pub fn read_model_config_file(path: &Path, working_dir: &Path) -> Result<Vec<ModelConfig>, ConfigFileError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigFileError::Unreadable(format!("cannot read --model_config_file {}: {e}", path.display())))?;
+    parse_model_config_text(&text, working_dir)
+}
 
 /// Returns the `model_config_list` of a config, or the error TF Serving gives for any
 /// other kind of config.
@@ -108,6 +152,54 @@ mod tests {
         assert_eq!(models[0].policy, VersionPolicy::Latest(1), "0 versions means 1");
         assert_eq!(models[1].policy, VersionPolicy::Specific([1, 3].into()));
         assert_eq!(models[1].labels.get("stable"), Some(&1));
+    }
+
+    #[test]
+    fn text_files_parse_with_policies_and_labels() {
+        let text = r#"
+            model_config_list {
+              config {
+                name: "mnist"
+                base_path: "/models/mnist"
+                model_platform: "onnx"
+                model_version_policy { specific { versions: 1 versions: 2 } }
+                version_labels { key: "stable" value: 1 }
+                version_labels { key: "canary" value: 2 }
+              }
+              config: { name: "half", base_path: "half", model_platform: "pytorch",
+                        model_version_policy: { all: {} } }
+            }
+        "#;
+        let models = parse_model_config_text(text, Path::new("/srv")).expect("parse");
+        assert_eq!(models.len(), 2);
+        assert_eq!(models[0].policy, VersionPolicy::Specific([1, 2].into()));
+        assert_eq!(models[0].labels.get("canary"), Some(&2));
+        assert_eq!(models[1].base_path, PathBuf::from("/srv/half"));
+        assert_eq!(models[1].policy, VersionPolicy::All);
+    }
+
+    #[test]
+    fn tf_servings_own_config_files_parse_and_fail() {
+        let good = std::fs::read_to_string(crate::config::tfs_testdata("good_model_config.txt"))
+            .expect("good_model_config.txt");
+        let good =
+            good.replace("${TEST_HALF_PLUS_TWO_DIR}", "/m/two").replace("${TEST_HALF_PLUS_THREE_DIR}", "/m/three");
+        let models = parse_model_config_text(&good, Path::new("/")).expect("good_model_config.txt parses");
+        let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["half_plus_two", "half_plus_three"]);
+        assert_eq!(models[0].platform, "tensorflow");
+        assert_eq!(models[1].base_path, PathBuf::from("/m/three"));
+        let bad = read_model_config_file(&crate::config::tfs_testdata("bad_model_config.txt"), Path::new("/"))
+            .expect_err("bad");
+        match bad {
+            ConfigFileError::Syntax(message) => {
+                assert!(
+                    message.starts_with("Error parsing text-format tensorflow.serving.ModelServerConfig: 1:"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
     }
 
     #[test]

@@ -6,7 +6,13 @@ pub mod rest;
 
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
 use axum::Router;
 use tower_http::decompression::RequestDecompressionLayer;
 
@@ -18,6 +24,8 @@ pub struct AppState {
     pub manager: AspiredVersionsManager,
     /// `--rest_api_timeout_in_ms`; `None` when ≤ 0.
     pub rest_api_timeout: Option<Duration>,
+    /// False until the initial models are available and again while draining.
+    pub ready: Arc<AtomicBool>,
 }
 
 /// Request bodies above this size are refused (after gzip decoding).
@@ -26,8 +34,24 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 256 * 1024 * 1024;
 /// Builds the REST router.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/v1/health/live", get(live))
+        .route("/v1/health/ready", get(ready))
         .fallback(rest::dispatch)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(RequestDecompressionLayer::new())
         .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn live() -> Response {
+    error::json_response(StatusCode::OK, b"{\"status\": \"live\"}\n".to_vec())
+}
+
+/// Readiness: 200 once the initial models are available, 503 before and while draining.
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        error::json_response(StatusCode::OK, b"{\"status\": \"ready\"}\n".to_vec())
+    } else {
+        error::json_response(StatusCode::SERVICE_UNAVAILABLE, b"{\"status\": \"draining\"}\n".to_vec())
+    }
 }

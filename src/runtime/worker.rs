@@ -124,6 +124,7 @@ fn worker_loop(pool: &SessionPool, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
 }
 
 fn run(session: &mut Session, request: &RunRequest) -> ServingResult<RunOutputs> {
+    debug!(inputs = request.inputs.len(), "running a model call");
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for (name, tensor) in &request.inputs {
         inputs.push((name.as_str(), to_input(name, tensor)?));
