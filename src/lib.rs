@@ -7,6 +7,7 @@ pub mod core;
 pub mod grpc;
 pub mod http;
 pub mod inference;
+pub mod observability;
 pub mod platforms;
 pub mod proto;
 pub mod runtime;

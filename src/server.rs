@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub allow_labels_for_unavailable_models: bool,
     /// How long a shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// The Prometheus path from `--monitoring_config_file`, when enabled.
+    pub prometheus_path: Option<String>,
 }
 
 /// How models are batched.
@@ -90,6 +92,7 @@ impl ServerConfig {
             model_config_file_poll_wait: None,
             allow_labels_for_unavailable_models: false,
             shutdown_grace: Duration::from_secs(30),
+            prometheus_path: None,
         }
     }
 
@@ -154,6 +157,13 @@ impl ServerConfig {
         } else {
             None
         };
+        let prometheus_path = match &args.monitoring_config_file {
+            Some(path) => crate::config::monitoring::read_file(path).map_err(|e| anyhow!(e))?,
+            None => None,
+        };
+        if prometheus_path.is_some() && rest_api_address.is_none() {
+            bail!("--monitoring_config_file needs the REST API (--rest_api_port), which serves the metrics");
+        }
         let mut grpc = GrpcOptions {
             max_receive_message_bytes: args.grpc_max_message_bytes,
             max_send_message_bytes: args.grpc_max_message_bytes,
@@ -199,6 +209,7 @@ impl ServerConfig {
                 .then(|| Duration::from_secs(args.model_config_file_poll_wait_seconds)),
             allow_labels_for_unavailable_models: args.allow_version_labels_for_unavailable_models,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+            prometheus_path,
         })
     }
 }
@@ -254,6 +265,7 @@ impl ServerCore {
                     model.name, model.platform
                 ))
             })?;
+            let adapter: Arc<dyn SourceAdapter> = Arc::new(crate::observability::MetricsAdapter::new(adapter));
             adapters.push(match &self.batching {
                 Some(batching) => {
                     let per_model = batching
@@ -380,6 +392,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let manager = AspiredVersionsManager::spawn(config.manager.clone());
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    // NOTE: installed before the initial load, so its load times and states are recorded.
+    let prometheus = match &config.prometheus_path {
+        Some(path) => crate::observability::install_prometheus().map(|handle| {
+            tasks.spawn(crate::observability::version_state_task(manager.clone(), shutdown.clone()));
+            info!(path = %path, "serving Prometheus metrics on the REST port");
+            crate::http::PrometheusEndpoint { path: path.clone(), handle }
+        }),
+        None => None,
+    };
     let mut source = FileSystemSource::new(Vec::new(), config.file_system_poll_wait, Arc::new(manager.clone()));
     let source_handle = source.handle();
     tasks.spawn(source.run(shutdown.clone()));
@@ -478,11 +499,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         info!("Exporting HTTP/REST API at:{bound} ...");
         // NOTE: tests and scripts read this line to find an ephemeral port.
         println!("Exporting HTTP/REST API at:{bound} ...");
-        let app = router(AppState {
-            manager: manager.clone(),
-            rest_api_timeout: config.rest_api_timeout,
-            ready: Arc::clone(&ready),
-        });
+        let app = router(
+            AppState { manager: manager.clone(), rest_api_timeout: config.rest_api_timeout, ready: Arc::clone(&ready) },
+            prometheus.clone(),
+        );
         let token = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;

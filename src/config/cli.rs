@@ -125,6 +125,11 @@ pub struct ServeArgs {
     #[arg(long = "shutdown_grace_seconds", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
 
+    /// Text-format MonitoringConfig; with `prometheus_config { enable: true }` Prometheus
+    /// metrics are served on the REST port at its path (default /monitoring/prometheus/metrics).
+    #[arg(long = "monitoring_config_file")]
+    pub monitoring_config_file: Option<PathBuf>,
+
     /// Name of the model served in single-model mode.
     #[arg(long = "model_name", default_value = "default")]
     pub model_name: String,

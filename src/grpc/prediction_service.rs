@@ -15,6 +15,7 @@ use crate::codec::signature_proto::{signature_def_map, SIGNATURE_DEF_MAP_TYPE_UR
 use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
 use crate::core::{ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
 use crate::inference::predict;
+use crate::observability::record_request;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
 use crate::proto::tensorflow::serving::{
     ClassificationRequest, ClassificationResponse, GetModelMetadataRequest, GetModelMetadataResponse,
@@ -188,14 +189,14 @@ fn model_name(spec: Option<&crate::proto::tensorflow::serving::ModelSpec>) -> St
 #[tonic::async_trait]
 impl PredictionService for PredictionServiceImpl {
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
+        let started = Instant::now();
         let deadline = deadline(request.metadata());
         let request = request.into_inner();
-        let span = tracing::info_span!(
-            "grpc_predict",
-            model = %model_name(request.model_spec.as_ref()),
-            version = tracing::field::Empty
-        );
-        self.predict_request(request, deadline).instrument(span).await.map(Response::new).map_err(to_status)
+        let model = model_name(request.model_spec.as_ref());
+        let span = tracing::info_span!("grpc_predict", model = %model, version = tracing::field::Empty);
+        let result = self.predict_request(request, deadline).instrument(span).await;
+        record_request(&model, "Predict", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn get_model_metadata(
@@ -209,11 +210,29 @@ impl PredictionService for PredictionServiceImpl {
         &self,
         request: Request<ClassificationRequest>,
     ) -> Result<Response<ClassificationResponse>, Status> {
-        Err(to_status(self.example_method("Classify", request.get_ref().model_spec.as_ref())))
+        let started = Instant::now();
+        let error = self.example_method("Classify", request.get_ref().model_spec.as_ref());
+        record_request(
+            &model_name(request.get_ref().model_spec.as_ref()),
+            "Classify",
+            "GRPC",
+            error.code.name(),
+            started,
+        );
+        Err(to_status(error))
     }
 
     async fn regress(&self, request: Request<RegressionRequest>) -> Result<Response<RegressionResponse>, Status> {
-        Err(to_status(self.example_method("Regress", request.get_ref().model_spec.as_ref())))
+        let started = Instant::now();
+        let error = self.example_method("Regress", request.get_ref().model_spec.as_ref());
+        record_request(
+            &model_name(request.get_ref().model_spec.as_ref()),
+            "Regress",
+            "GRPC",
+            error.code.name(),
+            started,
+        );
+        Err(to_status(error))
     }
 
     async fn multi_inference(

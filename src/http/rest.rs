@@ -17,6 +17,7 @@ use super::AppState;
 use crate::codec::json::{parse_predict_request, write_predict_response};
 use crate::core::{ServingError, ServingResult, VersionRequest};
 use crate::inference::predict;
+use crate::observability::record_request;
 
 static REST_PATH: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^/v1/.*$"));
 static POST_PATH: LazyLock<Regex> = LazyLock::new(|| {
@@ -107,8 +108,13 @@ async fn handle_post(state: &AppState, method: &Method, path: &str, body: Bytes)
     let target = model_path(group(1).unwrap_or_default(), group(2), group(3))?;
     match group(4).unwrap_or_default() {
         "predict" => {
+            let started = Instant::now();
+            let model = target.name.clone();
             let span = tracing::info_span!("predict", model = %target.name, version = tracing::field::Empty);
-            predict_route(state, target, body).instrument(span).await
+            let result = predict_route(state, target, body).instrument(span).await;
+            let status = result.as_ref().map_or_else(|e| e.0.code.name(), |_| "OK");
+            record_request(&model, "predict", "REST", status, started);
+            result
         }
         "classify" | "regress" => Err(RestError(ServingError::unimplemented(
             "Classify and Regress need tf.Example parsing, which this build does not provide yet",
@@ -152,7 +158,15 @@ fn handle_get(state: &AppState, method: &Method, path: &str) -> Result<Response,
         return Err(RestError(ServingError::invalid_argument("Missing model name in request.")));
     };
     let target = model_path(name, group(2), group(3))?;
-    let body = if group(4) == Some("metadata") {
+    let started = Instant::now();
+    let result = status_or_metadata(state, &target, group(4) == Some("metadata"));
+    let status = result.as_ref().map_or_else(|e| e.0.code.name(), |_| "OK");
+    record_request(&target.name, "", "REST", status, started);
+    result
+}
+
+fn status_or_metadata(state: &AppState, target: &ModelPath, metadata: bool) -> Result<Response, RestError> {
+    let body = if metadata {
         let handle = state.manager.handle(&target.name, &target.version)?;
         to_pretty_bytes(&metadata_json(&target.name, handle.id.version, handle.servable.signatures()))?
     } else {

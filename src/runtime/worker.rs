@@ -25,6 +25,8 @@ struct Job {
 struct SessionPool {
     sessions: Mutex<Vec<Session>>,
     returned: Condvar,
+    /// The model name, for the runtime latency metric.
+    model_name: String,
 }
 
 impl SessionPool {
@@ -39,7 +41,9 @@ impl SessionPool {
                 sessions = self.returned.wait(sessions).map_err(|_| ServingError::internal("session pool poisoned"))?;
             }
         };
+        let started = Instant::now();
         let result = f(&mut session);
+        crate::observability::record_runtime(&self.model_name, started.elapsed());
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.push(session);
         }
@@ -83,7 +87,8 @@ impl OrtServable {
         let signatures = signatures(&inputs, &outputs)?;
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
-        let pool = Arc::new(SessionPool { sessions: Mutex::new(sessions), returned: Condvar::new() });
+        let model_name = log_context.rsplit_once(':').map_or(log_context, |(name, _)| name).to_string();
+        let pool = Arc::new(SessionPool { sessions: Mutex::new(sessions), returned: Condvar::new(), model_name });
         let mut handles = Vec::with_capacity(workers);
         for index in 0..workers {
             let job_rx = Arc::clone(&job_rx);
