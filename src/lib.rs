@@ -1,5 +1,6 @@
 //! onnx-serving: TensorFlow Serving's APIs, served from ONNX Runtime.
 
+pub mod auth;
 pub mod batching;
 pub mod codec;
 pub mod config;

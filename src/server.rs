@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::auth::{Credentials, Secret};
 use crate::batching::{BatchingAdapter, BatchingParameters, PerModelParameters};
 use crate::config::model_server_config::{read_model_config_file, ConfigFileError};
 use crate::config::ServeArgs;
@@ -61,6 +62,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The Prometheus path from `--monitoring_config_file`, when enabled.
     pub prometheus_path: Option<String>,
+    /// `--enable_auth`: the one accepted username and password.
+    pub credentials: Option<Credentials>,
+    /// `--rest_api_enable_cors_support`.
+    pub cors: bool,
+    pub max_request_body_bytes: usize,
 }
 
 /// How models are batched.
@@ -93,6 +99,9 @@ impl ServerConfig {
             allow_labels_for_unavailable_models: false,
             shutdown_grace: Duration::from_secs(30),
             prometheus_path: None,
+            credentials: None,
+            cors: false,
+            max_request_body_bytes: crate::http::MAX_REQUEST_BODY_BYTES,
         }
     }
 
@@ -210,8 +219,37 @@ impl ServerConfig {
             allow_labels_for_unavailable_models: args.allow_version_labels_for_unavailable_models,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             prometheus_path,
+            credentials: credentials_from_args(args)?,
+            cors: args.rest_api_enable_cors_support,
+            max_request_body_bytes: args.max_request_body_bytes,
         })
     }
+}
+
+fn credentials_from_args(args: &ServeArgs) -> anyhow::Result<Option<Credentials>> {
+    if !args.enable_auth {
+        if args.auth_username.is_some() || args.auth_password.is_some() || args.auth_password_file.is_some() {
+            warn!("--auth_* flags are ignored without --enable_auth");
+        }
+        return Ok(None);
+    }
+    let Some(username) = args.auth_username.clone().filter(|u| !u.is_empty()) else {
+        bail!("--enable_auth needs --auth_username");
+    };
+    let password = match (&args.auth_password, &args.auth_password_file) {
+        (Some(password), None) => password.clone(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --auth_password_file {}", path.display()))?;
+            Secret(text.lines().next().unwrap_or_default().to_string())
+        }
+        (Some(_), Some(_)) => bail!("give --auth_password or --auth_password_file, not both"),
+        (None, None) => bail!("--enable_auth needs --auth_password or --auth_password_file"),
+    };
+    if password.0.is_empty() {
+        bail!("--enable_auth needs a non-empty password");
+    }
+    Ok(Some(Credentials { username, password }))
 }
 
 /// Returns the registry with every built-in platform.
@@ -434,10 +472,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     if let (Some(path), Some(wait)) = (config.model_config_file.clone(), config.model_config_file_poll_wait) {
         tasks.spawn(poll_model_config_file(Arc::clone(&core), path, wait, shutdown.clone()));
     }
+    let credentials = config.credentials.clone().map(Arc::new);
     let grpc_state = GrpcState {
         manager: manager.clone(),
         reloader: Arc::new(SharedCore(Arc::clone(&core))),
         serialize_as_tensor_content: config.serialize_as_tensor_content,
+        credentials: credentials.clone(),
         working_dir: std::env::current_dir().unwrap_or_default(),
     };
     let health = if config.grpc.enable_health_service {
@@ -500,7 +540,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         // NOTE: tests and scripts read this line to find an ephemeral port.
         println!("Exporting HTTP/REST API at:{bound} ...");
         let app = router(
-            AppState { manager: manager.clone(), rest_api_timeout: config.rest_api_timeout, ready: Arc::clone(&ready) },
+            AppState {
+                manager: manager.clone(),
+                rest_api_timeout: config.rest_api_timeout,
+                ready: Arc::clone(&ready),
+                credentials: credentials.clone(),
+                cors: config.cors,
+                max_request_body_bytes: config.max_request_body_bytes,
+            },
             prometheus.clone(),
         );
         let token = shutdown.clone();

@@ -365,3 +365,68 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "a drained shutdown exits 0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reload_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("models.config");
+    let mnist = repo_path("models/mnist");
+    let half = repo_path("models/half_plus_two");
+    let only = |v: i64| format!("model_version_policy {{ specific {{ versions: {v} }} }}");
+    write_config(&config, &format!("model_config_list {{ {} }}", config_entry("mnist", &mnist, &only(1))));
+    let server = ServerProcess::start(&[
+        &format!("--model_config_file={}", config.display()),
+        "--model_config_file_poll_wait_seconds=1",
+        "--intra_op_threads=1",
+    ]);
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop, answered) =
+            (client.clone(), server.url("/v1/models/mnist:predict"), stop.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match client.post(&url).body(mnist_request()).send().await {
+                    Ok(response) if response.status() == 200 => {}
+                    Ok(response) => {
+                        failures.push(format!("{}: {}", response.status(), response.text().await.unwrap_or_default()))
+                    }
+                    Err(error) => failures.push(error.to_string()),
+                }
+                answered.fetch_add(1, Ordering::SeqCst);
+            }
+            failures
+        }));
+    }
+    // One edit moves mnist from version 1 to 2 and adds a model; the next removes it again.
+    write_config(
+        &config,
+        &format!(
+            "model_config_list {{ {} {} }}",
+            config_entry("mnist", &mnist, &only(2)),
+            config_entry("half", &half, "")
+        ),
+    );
+    wait_for_status(&client, &server.url("/v1/models/mnist"), "mnist v2 serving and v1 retired", |s| {
+        state_of(s, 2).as_deref() == Some("AVAILABLE") && state_of(s, 1).as_deref() == Some("END")
+    })
+    .await;
+    wait_for_status(&client, &server.url("/v1/models/half"), "half loaded", |s| {
+        state_of(s, 1).as_deref() == Some("AVAILABLE")
+    })
+    .await;
+    write_config(&config, &format!("model_config_list {{ {} }}", config_entry("mnist", &mnist, &only(2))));
+    wait_for_status(&client, &server.url("/v1/models/half"), "half unloaded", |s| {
+        state_of(s, 1).as_deref() == Some("END")
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for task in clients {
+        let failures = task.await.expect("client");
+        assert!(failures.is_empty(), "requests failed during the reloads: {failures:?}");
+    }
+    assert!(answered.load(Ordering::SeqCst) > 0);
+}

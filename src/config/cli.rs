@@ -21,6 +21,10 @@ pub enum Command {
     Serve(Box<ServeArgs>),
 }
 
+fn parse_secret(text: &str) -> Result<crate::auth::Secret, String> {
+    Ok(crate::auth::Secret(text.to_string()))
+}
+
 /// Parses `latest`, `latest:N`, `all` or `specific:V1,V2`.
 pub fn parse_version_policy(text: &str) -> Result<VersionPolicy, String> {
     let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
@@ -129,6 +133,35 @@ pub struct ServeArgs {
     /// metrics are served on the REST port at its path (default /monitoring/prometheus/metrics).
     #[arg(long = "monitoring_config_file")]
     pub monitoring_config_file: Option<PathBuf>,
+
+    /// Requires HTTP basic auth on every REST route (except /v1/health/*) and the same
+    /// `authorization: Basic ...` metadata on gRPC calls.
+    #[arg(long = "enable_auth", default_value_t = false, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub enable_auth: bool,
+
+    /// The accepted username (with --enable_auth).
+    #[arg(long = "auth_username")]
+    pub auth_username: Option<String>,
+
+    /// The accepted password (with --enable_auth). Visible in the process list: prefer
+    /// --auth_password_file.
+    #[arg(long = "auth_password", value_parser = parse_secret)]
+    pub auth_password: Option<crate::auth::Secret>,
+
+    /// A file whose first line is the accepted password (with --enable_auth).
+    #[arg(long = "auth_password_file")]
+    pub auth_password_file: Option<PathBuf>,
+
+    /// Adds CORS headers to REST responses (Access-Control-Allow-Origin: *, ...).
+    #[arg(long = "rest_api_enable_cors_support", default_value_t = false, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub rest_api_enable_cors_support: bool,
+
+    /// Largest REST request body, after gzip decoding; larger ones get 413. Not a TF
+    /// Serving flag (TF Serving caps gzip bodies at 100 MiB).
+    #[arg(long = "max_request_body_bytes", default_value_t = crate::http::MAX_REQUEST_BODY_BYTES)]
+    pub max_request_body_bytes: usize,
 
     /// Name of the model served in single-model mode.
     #[arg(long = "model_name", default_value = "default")]

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 use tracing::{info, warn};
 
+use crate::auth::Credentials;
 use crate::core::{AspiredVersionsManager, ConfigReloader, ServableState};
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
@@ -37,6 +39,8 @@ pub struct GrpcState {
     pub serialize_as_tensor_content: bool,
     /// Relative base paths in a reloaded config resolve against this.
     pub working_dir: PathBuf,
+    /// `--enable_auth`: every call but health checks must carry these credentials.
+    pub credentials: Option<Arc<Credentials>>,
 }
 
 /// Transport settings: message limits and the `--grpc_channel_arguments` tonic honours.
@@ -111,20 +115,28 @@ pub fn router(state: GrpcState, options: &GrpcOptions, health: Option<HealthServ
     if let Some(age) = options.max_connection_age {
         server = server.max_connection_age(age);
     }
+    let credentials = state.credentials.clone();
     let prediction = PredictionServiceServer::new(PredictionServiceImpl::new(state.clone()))
         .max_decoding_message_size(options.max_receive_message_bytes)
         .max_encoding_message_size(options.max_send_message_bytes);
     let model = ModelServiceServer::new(ModelServiceImpl::new(state))
         .max_decoding_message_size(options.max_receive_message_bytes)
         .max_encoding_message_size(options.max_send_message_bytes);
-    let mut router = server.add_service(prediction).add_service(model);
-    match tonic_reflection::server::Builder::configure()
+    let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
-    {
-        Ok(reflection) => router = router.add_service(reflection),
-        Err(error) => warn!(error = %error, "gRPC reflection is unavailable"),
-    }
+        .map_err(|error| warn!(error = %error, "gRPC reflection is unavailable"))
+        .ok();
+    let mut router = match credentials {
+        Some(credentials) => {
+            let check = crate::auth::grpc_interceptor(credentials);
+            let router = server
+                .add_service(InterceptedService::new(prediction, check.clone()))
+                .add_service(InterceptedService::new(model, check.clone()));
+            router.add_optional_service(reflection.map(|r| InterceptedService::new(r, check)))
+        }
+        None => server.add_service(prediction).add_service(model).add_optional_service(reflection),
+    };
     if let Some(health) = health {
         router = router.add_service(health);
     }

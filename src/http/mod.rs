@@ -9,13 +9,16 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tower_http::decompression::RequestDecompressionLayer;
 
+use crate::auth::{is_probe_path, Credentials, UNAUTHENTICATED_MESSAGE};
 use crate::core::AspiredVersionsManager;
 
 /// Shared state of every HTTP handler.
@@ -26,6 +29,12 @@ pub struct AppState {
     pub rest_api_timeout: Option<Duration>,
     /// False until the initial models are available and again while draining.
     pub ready: Arc<AtomicBool>,
+    /// `--enable_auth`: every route but the health probes needs these credentials.
+    pub credentials: Option<Arc<Credentials>>,
+    /// `--rest_api_enable_cors_support`.
+    pub cors: bool,
+    /// Largest body after gzip decoding.
+    pub max_request_body_bytes: usize,
 }
 
 /// Where and what the Prometheus endpoint serves.
@@ -45,12 +54,14 @@ pub fn router(state: AppState, prometheus: Option<PrometheusEndpoint>) -> Router
         let path = endpoint.path.clone();
         router = router.route(&path, get(move |uri: Uri| prometheus_metrics(endpoint.clone(), uri)));
     }
+    let limit = state.max_request_body_bytes;
     router
         .route("/v1/health/live", get(live))
         .route("/v1/health/ready", get(ready))
         .fallback(rest::dispatch)
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(limit))
         .layer(RequestDecompressionLayer::new())
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -79,5 +90,32 @@ async fn prometheus_metrics(endpoint: PrometheusEndpoint, uri: Uri) -> Response 
     };
     let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}
+
+/// Checks credentials (when auth is on) and adds CORS headers (when enabled).
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let rest_path = rest::is_rest_path(request.uri().path());
+    let preflight = request.method() == axum::http::Method::OPTIONS;
+    if let Some(credentials) = &state.credentials {
+        let header = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        if !preflight && !is_probe_path(request.uri().path()) && !credentials.accepts(header) {
+            let mut response = error::json_response(
+                StatusCode::UNAUTHORIZED,
+                crate::codec::json::write_error_body(UNAUTHENTICATED_MESSAGE),
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"onnx-serving\""));
+            return response;
+        }
+    }
+    let mut response = next.run(request).await;
+    if state.cors && rest_path && !preflight {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, GET"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
+    }
     response
 }

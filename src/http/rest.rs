@@ -5,8 +5,9 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use regex::Regex;
 use tracing::Instrument;
@@ -20,6 +21,7 @@ use crate::inference::predict;
 use crate::observability::record_request;
 
 static REST_PATH: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^/v1/.*$"));
+static ORIGIN: LazyLock<Regex> = LazyLock::new(|| compile(r"https?://"));
 static POST_PATH: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?i)^/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$")
 });
@@ -85,13 +87,30 @@ fn malformed(method: &Method, path: &str) -> RestError {
 }
 
 /// Handles every request under `/v1/`, and answers 404 elsewhere.
-pub async fn dispatch(State(state): State<AppState>, method: Method, uri: Uri, body: Bytes) -> Response {
+pub async fn dispatch(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let path = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").to_string();
     if !is_rest_path(&path) {
         let mut response = (StatusCode::NOT_FOUND, "<html><body><h1>404 Not Found</h1></body></html>").into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         return response;
     }
+    if method == Method::OPTIONS {
+        return cors_preflight(&headers);
+    }
+    let body = match body {
+        Ok(body) => body,
+        // NOTE: the limit applies after gzip decoding; the error keeps TF Serving's format.
+        Err(rejection) => {
+            let message = format!("Failed to read the request body: {}", rejection.body_text());
+            return super::error::json_response(rejection.status(), crate::codec::json::write_error_body(&message));
+        }
+    };
     let result = if method == Method::POST {
         handle_post(&state, &method, &path, body).await
     } else if method == Method::GET {
@@ -100,6 +119,21 @@ pub async fn dispatch(State(state): State<AppState>, method: Method, uri: Uri, b
         Err(malformed(&method, &path))
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Answers a CORS preflight as TF Serving does: 200 when the Origin looks like an http(s)
+/// origin, 400 otherwise, both with an empty body and no content type.
+fn cors_preflight(headers: &HeaderMap) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let status = if ORIGIN.is_match(origin) { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let mut response = status.into_response();
+    if status == StatusCode::OK {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, GET"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
+    }
+    response
 }
 
 async fn handle_post(state: &AppState, method: &Method, path: &str, body: Bytes) -> Result<Response, RestError> {

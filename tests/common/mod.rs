@@ -62,6 +62,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub struct ServerProcess {
     pub child: Child,
     pub rest_address: SocketAddr,
+    pub grpc_address: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -79,11 +80,15 @@ impl ServerProcess {
             .expect("spawn onnx-serving");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut grpc_address = None;
         let rest_address = loop {
             let Some(Ok(line)) = lines.next() else {
                 let status = child.wait().expect("wait");
                 panic!("onnx-serving exited before opening its port: {status}");
             };
+            if let Some(rest) = line.strip_prefix("Running gRPC ModelServer at ") {
+                grpc_address = rest.trim_end_matches(" ...").trim().parse().ok();
+            }
             if let Some(rest) = line.strip_prefix("Exporting HTTP/REST API at:") {
                 let address = rest.trim_end_matches(" ...").trim();
                 break address.parse().expect("address");
@@ -91,7 +96,7 @@ impl ServerProcess {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, rest_address }
+        ServerProcess { child, rest_address, grpc_address }
     }
 
     pub fn url(&self, path: &str) -> String {
