@@ -14,3 +14,4 @@ pub mod proto;
 pub mod runtime;
 pub mod server;
 pub mod sources;
+pub mod warmup;

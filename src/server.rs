@@ -67,6 +67,8 @@ pub struct ServerConfig {
     /// `--rest_api_enable_cors_support`.
     pub cors: bool,
     pub max_request_body_bytes: usize,
+    /// Runs each version's warmup records this many times before it serves; `None` skips warmup.
+    pub warmup_iterations: Option<usize>,
 }
 
 /// How models are batched.
@@ -102,6 +104,7 @@ impl ServerConfig {
             credentials: None,
             cors: false,
             max_request_body_bytes: crate::http::MAX_REQUEST_BODY_BYTES,
+            warmup_iterations: Some(1),
         }
     }
 
@@ -222,6 +225,7 @@ impl ServerConfig {
             credentials: credentials_from_args(args)?,
             cors: args.rest_api_enable_cors_support,
             max_request_body_bytes: args.max_request_body_bytes,
+            warmup_iterations: args.enable_model_warmup.then_some(args.num_request_iterations_for_warmup.max(1)),
         })
     }
 }
@@ -269,6 +273,8 @@ pub fn builtin_platforms(runtime: &'static OrtRuntime, session: SessionOptions) 
 struct ServerCore {
     registry: PlatformRegistry,
     batching: Option<BatchingConfig>,
+    /// `None` with `--enable_model_warmup=false`.
+    warmup_iterations: Option<usize>,
     allow_labels_for_unavailable_models: bool,
     manager: AspiredVersionsManager,
     source: FileSystemSourceHandle,
@@ -303,17 +309,7 @@ impl ServerCore {
                     model.name, model.platform
                 ))
             })?;
-            let adapter: Arc<dyn SourceAdapter> = Arc::new(crate::observability::MetricsAdapter::new(adapter));
-            adapters.push(match &self.batching {
-                Some(batching) => {
-                    let per_model = batching
-                        .per_model_files
-                        .then(|| Arc::new(crate::config::batching::read_per_model) as PerModelParameters);
-                    Arc::new(BatchingAdapter::new(adapter, batching.global.clone(), per_model))
-                        as Arc<dyn SourceAdapter>
-                }
-                None => adapter,
-            });
+            adapters.push(self.decorate(adapter));
         }
         let watched = watched(&models);
         check_base_paths(&watched).map_err(ServingError::not_found)?;
@@ -337,6 +333,22 @@ impl ServerCore {
         *current = models;
         self.configured_tx.send_replace(current.iter().map(|m| m.name.clone()).collect());
         label_result.map(|()| failures)
+    }
+
+    /// Wraps a platform's adapter: batching innermost (so warmup goes through it), then
+    /// warmup, then the metrics that time the whole load.
+    fn decorate(&self, adapter: Arc<dyn SourceAdapter>) -> Arc<dyn SourceAdapter> {
+        let mut adapter = adapter;
+        if let Some(batching) = &self.batching {
+            let per_model = batching
+                .per_model_files
+                .then(|| Arc::new(crate::config::batching::read_per_model) as PerModelParameters);
+            adapter = Arc::new(BatchingAdapter::new(adapter, batching.global.clone(), per_model));
+        }
+        if let Some(iterations) = self.warmup_iterations {
+            adapter = Arc::new(crate::warmup::WarmupAdapter::new(adapter, iterations));
+        }
+        Arc::new(crate::observability::MetricsAdapter::new(adapter))
     }
 
     /// Checks TF Serving's label rule: a label points to an AVAILABLE version, except that
@@ -446,6 +458,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let core = Arc::new(ServerCore {
         registry,
         batching: config.batching.clone(),
+        warmup_iterations: config.warmup_iterations,
         allow_labels_for_unavailable_models: config.allow_labels_for_unavailable_models,
         manager: manager.clone(),
         source: source_handle,

@@ -163,6 +163,16 @@ pub struct ServeArgs {
     #[arg(long = "max_request_body_bytes", default_value_t = crate::http::MAX_REQUEST_BODY_BYTES)]
     pub max_request_body_bytes: usize,
 
+    /// Runs `<version>/assets.extra/tf_serving_warmup_requests` (a TFRecord file of
+    /// PredictionLogs) before a version serves; a failing warmup fails the load.
+    #[arg(long = "enable_model_warmup", default_value_t = true, num_args = 0..=1,
+        require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub enable_model_warmup: bool,
+
+    /// Times each warmup record runs; 0 means once.
+    #[arg(long = "num_request_iterations_for_warmup", default_value_t = 0)]
+    pub num_request_iterations_for_warmup: usize,
+
     /// Name of the model served in single-model mode.
     #[arg(long = "model_name", default_value = "default")]
     pub model_name: String,

@@ -50,7 +50,8 @@ impl PredictionServiceImpl {
         let handle = self.state.manager.handle(&spec.name, &spec.version)?;
         tracing::Span::current().record("version", handle.id.version);
         let inputs = decode_inputs(request.inputs).await?;
-        let outcome = predict(&handle, &spec.signature_name, inputs, &request.output_filter, deadline).await?;
+        let outcome =
+            predict(handle.servable.as_ref(), &spec.signature_name, inputs, &request.output_filter, deadline).await?;
         let as_content = self.state.serialize_as_tensor_content;
         let outputs = outcome.outputs.iter().map(|(alias, tensor)| (alias.clone(), encode_tensor(tensor, as_content)));
         Ok(PredictResponse {

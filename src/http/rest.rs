@@ -171,7 +171,7 @@ async fn predict_route(state: &AppState, target: ModelPath, body: Bytes) -> Resu
     } else {
         parse_predict_request(&body, signatures_handle.servable.signatures())?
     };
-    let outcome = predict(&handle, &request.signature_name, request.inputs, &[], deadline).await?;
+    let outcome = predict(handle.servable.as_ref(), &request.signature_name, request.inputs, &[], deadline).await?;
     drop(handle);
     let format = request.format;
     let large = outcome.outputs.iter().map(|(_, t)| t.num_elements()).sum::<usize>() > INLINE_CODEC_LIMIT / 8;

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::core::{
-    CancelOnDrop, CancelSignal, RunRequest, ServableHandle, ServingError, ServingResult, SignatureDef, Tensor,
+    CancelOnDrop, CancelSignal, RunRequest, Servable, ServingError, ServingResult, SignatureDef, Tensor,
 };
 
 /// The outputs of one predict call, keyed by alias, in signature order.
@@ -14,9 +14,8 @@ pub struct PredictOutcome {
 }
 
 /// Looks up a signature as the gRPC Predict path does (FAILED_PRECONDITION when missing).
-pub fn signature<'a>(handle: &'a ServableHandle, name: &str) -> ServingResult<&'a SignatureDef> {
-    handle
-        .servable
+pub fn signature<'a>(servable: &'a dyn Servable, name: &str) -> ServingResult<&'a SignatureDef> {
+    servable
         .signatures()
         .get(name)
         .ok_or_else(|| ServingError::failed_precondition(format!("Serving signature key \"{name}\" not found.")))
@@ -29,13 +28,13 @@ fn names(set: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 /// Runs `signature_name` on `inputs` (keyed by alias). An empty `output_filter` returns
 /// every output. The run is abandoned, with DEADLINE_EXCEEDED, once `deadline` passes.
 pub async fn predict(
-    handle: &ServableHandle,
+    servable: &dyn Servable,
     signature_name: &str,
     mut inputs: BTreeMap<String, Tensor>,
     output_filter: &[String],
     deadline: Option<Instant>,
 ) -> ServingResult<PredictOutcome> {
-    let signature = signature(handle, signature_name)?;
+    let signature = signature(servable, signature_name)?;
     if inputs.len() != signature.inputs.len() {
         let sent: BTreeSet<&String> = inputs.keys().collect();
         let expected: BTreeSet<&String> = signature.inputs.keys().collect();
@@ -89,7 +88,7 @@ pub async fn predict(
     // NOTE: if this future is dropped (the client went away) or times out, the queued or
     // running model call is stopped instead of finishing for nobody.
     let cancel_on_drop = CancelOnDrop::new(cancel.clone());
-    let reply_rx = handle.servable.submit(RunRequest { inputs: run_inputs, output_names, deadline, cancel });
+    let reply_rx = servable.submit(RunRequest { inputs: run_inputs, output_names, deadline, cancel });
     let reply = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), reply_rx).await {
             Ok(reply) => reply,
