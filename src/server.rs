@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub max_request_body_bytes: usize,
     /// Runs each version's warmup records this many times before it serves; `None` skips warmup.
     pub warmup_iterations: Option<usize>,
+    /// `--rest_ssl_cert_file` and `--rest_ssl_key_file`: REST over TLS.
+    pub rest_tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// How models are batched.
@@ -105,6 +107,7 @@ impl ServerConfig {
             cors: false,
             max_request_body_bytes: crate::http::MAX_REQUEST_BODY_BYTES,
             warmup_iterations: Some(1),
+            rest_tls: None,
         }
     }
 
@@ -180,6 +183,10 @@ impl ServerConfig {
             max_receive_message_bytes: args.grpc_max_message_bytes,
             max_send_message_bytes: args.grpc_max_message_bytes,
             enable_health_service: args.enable_grpc_healthcheck_service,
+            tls: match &args.ssl_config_file {
+                Some(path) => Some(crate::config::ssl::read_file(path).map_err(|e| anyhow!(e))?),
+                None => None,
+            },
             ..GrpcOptions::default()
         };
         if let Some(arguments) = &args.grpc_channel_arguments {
@@ -226,6 +233,11 @@ impl ServerConfig {
             cors: args.rest_api_enable_cors_support,
             max_request_body_bytes: args.max_request_body_bytes,
             warmup_iterations: args.enable_model_warmup.then_some(args.num_request_iterations_for_warmup.max(1)),
+            rest_tls: match (&args.rest_ssl_cert_file, &args.rest_ssl_key_file) {
+                (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+                (None, None) => None,
+                _ => bail!("--rest_ssl_cert_file and --rest_ssl_key_file go together"),
+            },
         })
     }
 }
@@ -510,7 +522,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         info!("Running gRPC ModelServer at {bound} ...");
         // NOTE: tests and scripts read this line to find an ephemeral port.
         println!("Running gRPC ModelServer at {bound} ...");
-        let router = crate::grpc::router(grpc_state.clone(), &config.grpc, health.clone());
+        let router = crate::grpc::router(grpc_state.clone(), &config.grpc, health.clone()).map_err(|e| anyhow!(e))?;
         let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
             // NOTE: small unary calls wait on Nagle's algorithm without this.
             conn.inspect(|stream| {
@@ -528,7 +540,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         let listener = bind_unix_socket(path)?;
         info!("Running gRPC ModelServer at unix:{} ...", path.display());
         println!("Running gRPC ModelServer at unix:{} ...", path.display());
-        let router = crate::grpc::router(grpc_state.clone(), &config.grpc, health.clone());
+        let router = crate::grpc::router(grpc_state.clone(), &config.grpc, health.clone()).map_err(|e| anyhow!(e))?;
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
         let token = shutdown.clone();
         let socket_path = path.clone();
@@ -543,6 +555,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         info!("gRPC is disabled (--port=0 and no --grpc_socket_path)");
     }
 
+    let rest_tls = match &config.rest_tls {
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+                format!("cannot load the REST certificate {} and key {}", cert.display(), key.display())
+            })?;
+            Some(tls)
+        }
+        None => None,
+    };
     let mut rest_address = None;
     if let Some(address) = config.rest_api_address {
         let listener =
@@ -564,12 +586,33 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             prometheus.clone(),
         );
         let token = shutdown.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
-            if let Err(error) = served {
-                warn!(error = %error, "REST server stopped with an error");
+        match rest_tls {
+            None => {
+                tasks.spawn(async move {
+                    let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+                    if let Err(error) = served {
+                        warn!(error = %error, "REST server stopped with an error");
+                    }
+                });
             }
-        });
+            Some(tls) => {
+                let listener = listener.into_std().context("cannot hand the REST socket to the TLS server")?;
+                let handle = axum_server::Handle::new();
+                let grace = config.shutdown_grace;
+                let stopper = handle.clone();
+                tasks.spawn(async move {
+                    token.cancelled().await;
+                    stopper.graceful_shutdown(Some(grace));
+                });
+                let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?.handle(handle);
+                info!("REST API served over TLS");
+                tasks.spawn(async move {
+                    if let Err(error) = server.serve(app.into_make_service()).await {
+                        warn!(error = %error, "REST TLS server stopped with an error");
+                    }
+                });
+            }
+        }
     }
     Ok(RunningServer {
         rest_address,

@@ -173,6 +173,19 @@ pub struct ServeArgs {
     #[arg(long = "num_request_iterations_for_warmup", default_value_t = 0)]
     pub num_request_iterations_for_warmup: usize,
 
+    /// Text-format SSLConfig (PEM server_key, server_cert, custom_ca, client_verify) that puts
+    /// gRPC behind TLS, or mutual TLS with client_verify.
+    #[arg(long = "ssl_config_file")]
+    pub ssl_config_file: Option<PathBuf>,
+
+    /// PEM certificate chain for REST over TLS (with --rest_ssl_key_file). Not a TF Serving flag.
+    #[arg(long = "rest_ssl_cert_file")]
+    pub rest_ssl_cert_file: Option<PathBuf>,
+
+    /// PEM private key for REST over TLS.
+    #[arg(long = "rest_ssl_key_file")]
+    pub rest_ssl_key_file: Option<PathBuf>,
+
     /// Name of the model served in single-model mode.
     #[arg(long = "model_name", default_value = "default")]
     pub model_name: String,

@@ -5,6 +5,7 @@ pub mod batching;
 pub mod cli;
 pub mod model_server_config;
 pub mod monitoring;
+pub mod ssl;
 pub mod text_format;
 
 pub use cli::{Cli, Command, ServeArgs};

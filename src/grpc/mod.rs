@@ -43,6 +43,27 @@ pub struct GrpcState {
     pub credentials: Option<Arc<Credentials>>,
 }
 
+/// TLS for gRPC, from TF Serving's `SSLConfig`.
+#[derive(Clone)]
+pub struct GrpcTls {
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    /// The CA that signs client certificates.
+    pub client_ca_pem: Option<String>,
+    /// Clients must present a certificate signed by `client_ca_pem` (mutual TLS).
+    pub client_verify: bool,
+}
+
+impl std::fmt::Debug for GrpcTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTls")
+            .field("server_key_pem", &"***")
+            .field("client_ca", &self.client_ca_pem.is_some())
+            .field("client_verify", &self.client_verify)
+            .finish()
+    }
+}
+
 /// Transport settings: message limits and the `--grpc_channel_arguments` tonic honours.
 #[derive(Debug, Clone)]
 pub struct GrpcOptions {
@@ -54,6 +75,8 @@ pub struct GrpcOptions {
     pub max_frame_size: Option<u32>,
     pub max_connection_age: Option<Duration>,
     pub enable_health_service: bool,
+    /// `--ssl_config_file`.
+    pub tls: Option<GrpcTls>,
 }
 
 impl Default for GrpcOptions {
@@ -67,6 +90,7 @@ impl Default for GrpcOptions {
             max_frame_size: None,
             max_connection_age: None,
             enable_health_service: false,
+            tls: None,
         }
     }
 }
@@ -103,8 +127,22 @@ impl GrpcOptions {
 }
 
 /// Builds the tonic router with every service.
-pub fn router(state: GrpcState, options: &GrpcOptions, health: Option<HealthServer<HealthService>>) -> Router {
+pub fn router(
+    state: GrpcState,
+    options: &GrpcOptions,
+    health: Option<HealthServer<HealthService>>,
+) -> Result<Router, String> {
     let mut server = Server::builder();
+    if let Some(tls) = &options.tls {
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.server_cert_pem, &tls.server_key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            config = config
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(!tls.client_verify);
+        }
+        server = server.tls_config(config).map_err(|e| format!("invalid gRPC TLS configuration: {e}"))?;
+    }
     if let Some(streams) = options.max_concurrent_streams {
         server = server.max_concurrent_streams(streams);
     }
@@ -140,7 +178,7 @@ pub fn router(state: GrpcState, options: &GrpcOptions, health: Option<HealthServ
     if let Some(health) = health {
         router = router.add_service(health);
     }
-    router
+    Ok(router)
 }
 
 /// The names the health service reports, as TF Serving sets them plus the full names.

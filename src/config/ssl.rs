@@ -1,0 +1,54 @@
+//! TF Serving's text-format `SSLConfig` (`--ssl_config_file`), which secures gRPC.
+
+use std::path::Path;
+
+use super::text_format::parse_text_proto;
+use crate::grpc::GrpcTls;
+use crate::proto::tensorflow::serving::SslConfig;
+
+/// Parses an `SSLConfig`: PEM contents of the server key and certificate, an optional CA
+/// for client certificates, and whether clients must present one (`client_verify`).
+pub fn parse(text: &str) -> Result<GrpcTls, String> {
+    let config: SslConfig = parse_text_proto(text, "tensorflow.serving.SSLConfig")?;
+    if config.server_key.trim().is_empty() || config.server_cert.trim().is_empty() {
+        return Err("SSLConfig needs server_key and server_cert (PEM contents)".into());
+    }
+    if config.client_verify && config.custom_ca.trim().is_empty() {
+        return Err("SSLConfig client_verify needs custom_ca, the CA that signs client certificates".into());
+    }
+    Ok(GrpcTls {
+        server_cert_pem: config.server_cert,
+        server_key_pem: config.server_key,
+        client_ca_pem: Some(config.custom_ca).filter(|ca| !ca.trim().is_empty()),
+        client_verify: config.client_verify,
+    })
+}
+
+/// Reads `--ssl_config_file`.
+pub fn read_file(path: &Path) -> Result<GrpcTls, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read --ssl_config_file {}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{e} (in {})", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_validates() {
+        let tls =
+            parse("server_key: \"KEY\"\nserver_cert: \"CERT\"\ncustom_ca: \"CA\"\nclient_verify: true").expect("parse");
+        assert_eq!(
+            (tls.server_key_pem.as_str(), tls.client_ca_pem.as_deref(), tls.client_verify),
+            ("KEY", Some("CA"), true)
+        );
+        assert!(parse("server_cert: \"CERT\"").expect_err("no key").contains("server_key"));
+        assert!(parse("server_key: \"K\" server_cert: \"C\" client_verify: true")
+            .expect_err("no ca")
+            .contains("custom_ca"));
+        assert!(parse("server_kee: \"K\"")
+            .expect_err("typo")
+            .starts_with("Error parsing text-format tensorflow.serving.SSLConfig"));
+    }
+}
