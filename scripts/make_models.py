@@ -11,6 +11,8 @@ Outputs (overwritten on every run, byte-for-byte deterministic):
   tests/fixtures/dtypes/1/model.onnx
   tests/fixtures/scalar_out/1/model.onnx
   tests/fixtures/slow_loop/1/model.onnx
+  models/mnist_image/1/model.onnx
+  tests/fixtures/image_nchw/1/model.onnx, tests/fixtures/image_nhwc_u8/1/model.onnx
 """
 import os
 import sys
@@ -205,7 +207,44 @@ def build_mnist():
             f"{errors[version]:.4f} ({round(errors[version] * TEST_SIZE)}/{TEST_SIZE})"
         )
     assert errors[2] < errors[1], errors
+    paths.append(build_mnist_image(w, b, x_test, y_test))
     return paths, errors
+
+
+def build_mnist_image(w, b, x_test, y_test):
+    """The version-2 classifier behind an image input: [batch, 28, 28, 1] gray pixels in 0..1
+    (NHWC), reshaped to the 784 features. Image uploads go straight to it."""
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch_dim(), 28, 28, 1])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch_dim(), 10])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["image", "flat"], ["images"], name="flatten"),
+            helper.make_node("MatMul", ["images", "W"], ["xw"], name="matmul"),
+            helper.make_node("Add", ["xw", "b"], ["logits"], name="add"),
+            helper.make_node("Softmax", ["logits"], ["scores"], name="softmax", axis=-1),
+        ],
+        "mnist_image",
+        [image],
+        [scores],
+        initializer=[
+            numpy_helper.from_array(np.array([-1, 784], dtype=np.int64), "flat"),
+            numpy_helper.from_array(w.astype(np.float32), "W"),
+            numpy_helper.from_array(b.astype(np.float32), "b"),
+        ],
+    )
+    path = save(make_model(graph), "models/mnist_image/1/model.onnx")
+    (scores_out,) = session(path).run(["scores"], {"image": x_test.reshape(-1, 28, 28, 1).astype(np.float32)})
+    error = float(np.mean(scores_out.argmax(axis=1) != y_test))
+    print(f"mnist_image: held-out error rate {error:.4f}")
+    return path
+
+
+def build_image_echo(name, elem, dims):
+    """Echoes an image-shaped input, so tests can check decoding, layout and scaling."""
+    pixels = helper.make_tensor_value_info("pixels", elem, [batch_dim()] + dims)
+    out = helper.make_tensor_value_info("out", elem, [batch_dim()] + dims)
+    graph = helper.make_graph([helper.make_node("Identity", ["pixels"], ["out"], name="echo")], name, [pixels], [out])
+    return save(make_model(graph), f"tests/fixtures/{name}/1/model.onnx")
 
 
 # ------------------------------------------------------------------- dtypes
@@ -310,6 +349,8 @@ def main():
     paths.append(build_dtypes())
     paths.append(build_scalar_out())
     paths.append(build_slow_loop())
+    paths.append(build_image_echo("image_nchw", TensorProto.FLOAT, [3, 4, 5]))
+    paths.append(build_image_echo("image_nhwc_u8", TensorProto.UINT8, [4, 5, 3]))
     print()
     for p in paths:
         describe(p)

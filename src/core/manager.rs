@@ -166,6 +166,13 @@ impl AspiredVersionsManager {
         Some(versions.values().rev().cloned().collect())
     }
 
+    /// Returns the names of every model the manager tracks, sorted.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.shared.status_rx.borrow().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Returns a receiver that sees every state change.
     pub fn subscribe(&self) -> watch::Receiver<StatusSnapshot> {
         self.shared.status_rx.clone()

@@ -1,6 +1,7 @@
 //! The HTTP transport: TF Serving's REST API on axum.
 
 pub mod error;
+pub mod image_upload;
 pub mod model_json;
 pub mod rest;
 

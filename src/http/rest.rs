@@ -13,6 +13,7 @@ use regex::Regex;
 use tracing::Instrument;
 
 use super::error::{json_response, RestError};
+use super::image_upload::{is_upload, predict_upload, read_upload, root_upload};
 use super::model_json::{metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
 use crate::codec::json::{parse_predict_request, write_predict_response};
@@ -95,6 +96,13 @@ pub async fn dispatch(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let path = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").to_string();
+    if method == Method::POST && uri.path() == "/" {
+        let body = match body {
+            Ok(body) => body,
+            Err(rejection) => return (rejection.status(), rejection.body_text()).into_response(),
+        };
+        return root_upload(&state, &headers, body).await.unwrap_or_else(IntoResponse::into_response);
+    }
     if !is_rest_path(&path) {
         let mut response = (StatusCode::NOT_FOUND, "<html><body><h1>404 Not Found</h1></body></html>").into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
@@ -112,7 +120,7 @@ pub async fn dispatch(
         }
     };
     let result = if method == Method::POST {
-        handle_post(&state, &method, &path, body).await
+        handle_post(&state, &method, &path, &headers, body).await
     } else if method == Method::GET {
         handle_get(&state, &method, &path)
     } else {
@@ -136,7 +144,13 @@ fn cors_preflight(headers: &HeaderMap) -> Response {
     response
 }
 
-async fn handle_post(state: &AppState, method: &Method, path: &str, body: Bytes) -> Result<Response, RestError> {
+async fn handle_post(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, RestError> {
     let captures = POST_PATH.captures(path).ok_or_else(|| malformed(method, path))?;
     let group = |i: usize| captures.get(i).map(|m| m.as_str());
     let target = model_path(group(1).unwrap_or_default(), group(2), group(3))?;
@@ -145,7 +159,16 @@ async fn handle_post(state: &AppState, method: &Method, path: &str, body: Bytes)
             let started = Instant::now();
             let model = target.name.clone();
             let span = tracing::info_span!("predict", model = %target.name, version = tracing::field::Empty);
-            let result = predict_route(state, target, body).instrument(span).await;
+            let result = if is_upload(headers) {
+                async {
+                    let upload = read_upload(headers, body).await?;
+                    predict_upload(state, &target.name, target.version, upload).await
+                }
+                .instrument(span)
+                .await
+            } else {
+                predict_route(state, target, body).instrument(span).await
+            };
             let status = result.as_ref().map_or_else(|e| e.0.code.name(), |_| "OK");
             record_request(&model, "predict", "REST", status, started);
             result

@@ -1,0 +1,147 @@
+//! Image uploads over REST: `multipart/form-data` files (fields `image`/`images`, with
+//! `model_name`, `model_version`, `signature_name`) and raw `image/*` bodies, on the predict
+//! routes and on `POST /` as Simple TensorFlow Serving had it.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::error::{json_response, RestError};
+use super::AppState;
+use crate::codec::image::{image_target, images_to_tensor, ImageLimits};
+use crate::codec::json::{write_predict_response, JsonFormat};
+use crate::core::{ServingError, ServingResult, VersionRequest, DEFAULT_SIGNATURE};
+use crate::inference::predict;
+
+/// The images of a request and the form fields that came with them.
+#[derive(Debug, Default)]
+pub struct Upload {
+    pub images: Vec<Bytes>,
+    pub model_name: Option<String>,
+    pub model_version: Option<String>,
+    pub signature_name: Option<String>,
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
+/// Returns whether the body is an upload rather than TF Serving JSON.
+pub fn is_upload(headers: &HeaderMap) -> bool {
+    let kind = content_type(headers).trim().to_ascii_lowercase();
+    kind.starts_with("multipart/form-data") || kind.starts_with("image/")
+}
+
+/// Reads the images and form fields of an upload.
+pub async fn read_upload(headers: &HeaderMap, body: Bytes) -> ServingResult<Upload> {
+    let kind = content_type(headers).to_string();
+    if kind.trim().to_ascii_lowercase().starts_with("image/") {
+        return Ok(Upload { images: vec![body], ..Default::default() });
+    }
+    let bad = |what: String| ServingError::invalid_argument(format!("malformed multipart/form-data body: {what}"));
+    let boundary = multer::parse_boundary(&kind).map_err(|e| bad(e.to_string()))?;
+    let stream = futures_util::stream::once(async move { Ok::<_, Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut upload = Upload::default();
+    while let Some(field) = multipart.next_field().await.map_err(|e| bad(e.to_string()))? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "image" | "images" | "image[]" | "images[]" => {
+                upload.images.push(field.bytes().await.map_err(|e| bad(e.to_string()))?)
+            }
+            "model_name" => upload.model_name = Some(field.text().await.map_err(|e| bad(e.to_string()))?),
+            "model_version" => upload.model_version = Some(field.text().await.map_err(|e| bad(e.to_string()))?),
+            "signature_name" => upload.signature_name = Some(field.text().await.map_err(|e| bad(e.to_string()))?),
+            other => return Err(ServingError::invalid_argument(format!(
+                "unexpected form field '{other}': expected image, images, model_name, model_version or signature_name"
+            ))),
+        }
+    }
+    if upload.images.is_empty() {
+        return Err(ServingError::invalid_argument("the form has no 'image' or 'images' file field"));
+    }
+    Ok(upload)
+}
+
+/// Runs an upload through the model: the signature's one image input gets the decoded
+/// batch, and the answer is TF Serving's row format (`{"predictions": ...}`).
+pub async fn predict_upload(
+    state: &AppState,
+    name: &str,
+    version: VersionRequest,
+    upload: Upload,
+) -> Result<Response, RestError> {
+    let started = Instant::now();
+    let version = match (&version, &upload.model_version) {
+        (VersionRequest::Latest, Some(text)) if !text.trim().is_empty() => {
+            let parsed = text.trim().parse::<i64>().map_err(|_| {
+                ServingError::invalid_argument(format!("Failed to convert version: {text} to numeric."))
+            })?;
+            VersionRequest::Specific(parsed)
+        }
+        _ => version,
+    };
+    let handle = state.manager.handle(name, &version)?;
+    let signature_name = upload.signature_name.clone().filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SIGNATURE.into());
+    let signature = handle.servable.signatures().get(&signature_name).ok_or_else(|| {
+        ServingError::invalid_argument(format!(
+            "Serving signature name: \"{signature_name}\" not found in signature def"
+        ))
+    })?;
+    let (alias, target) = match signature.inputs.iter().collect::<Vec<_>>().as_slice() {
+        [(alias, info)] => {
+            let target = image_target(info).ok_or_else(|| {
+                ServingError::invalid_argument(format!(
+                    "input '{alias}' of signature {signature_name} is not an image input: it needs uint8, float or half \
+                     of shape [batch, height, width, 1|3] or [batch, 1|3, height, width], and has {} {:?}",
+                    info.dtype, info.shape
+                ))
+            })?;
+            ((*alias).clone(), target)
+        }
+        inputs => {
+            return Err(RestError(ServingError::invalid_argument(format!(
+                "signature {signature_name} takes {} inputs; image uploads need a signature with exactly one",
+                inputs.len()
+            ))))
+        }
+    };
+    let images = upload.images;
+    // NOTE: decoding and resizing are CPU work, kept off the async runtime.
+    let tensor = tokio::task::spawn_blocking(move || images_to_tensor(&images, &target, &ImageLimits::default()))
+        .await
+        .map_err(|e| ServingError::internal(format!("image decoding failed: {e}")))??;
+    let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
+    let inputs = BTreeMap::from([(alias, tensor)]);
+    let outcome = predict(handle.servable.as_ref(), &signature_name, inputs, &[], deadline).await?;
+    let body = write_predict_response(JsonFormat::Row, &outcome.outputs)?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// `POST /`: an upload for the model in its `model_name` field, or `default`, or the only
+/// model served.
+pub async fn root_upload(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Response, RestError> {
+    if !is_upload(headers) {
+        return Err(RestError(ServingError::invalid_argument(
+            "POST / takes an image upload (multipart/form-data or image/*); TF Serving JSON goes to /v1/models/<name>:predict",
+        )));
+    }
+    let upload = read_upload(headers, body).await?;
+    let names = state.manager.model_names();
+    let name = match upload.model_name.clone().filter(|n| !n.is_empty()) {
+        Some(name) => name,
+        None if names.iter().any(|n| n == "default") => "default".to_string(),
+        None if names.len() == 1 => names[0].clone(),
+        None => {
+            return Err(RestError(ServingError::invalid_argument(format!(
+                "the form has no model_name and several models are served: {}",
+                names.join(", ")
+            ))))
+        }
+    };
+    predict_upload(state, &name, VersionRequest::Latest, upload).await
+}

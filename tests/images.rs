@@ -1,0 +1,162 @@
+//! Image uploads over a real socket: multipart files, raw image bodies and `POST /`, checked
+//! numerically against the JSON path and a reference layout computed here.
+
+mod common;
+
+use std::io::Cursor;
+
+use common::{base_url, repo_path, start_server};
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+
+fn encode(image: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    image.write_to(&mut Cursor::new(&mut out), format).expect("encode");
+    out
+}
+
+/// A 28x28 "digit": a bright vertical bar on black.
+fn digit() -> image::GrayImage {
+    image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([if (12..16).contains(&x) && (4..24).contains(&y) { 255 } else { 0 }])
+    })
+}
+
+fn png_part(bytes: Vec<u8>) -> Part {
+    Part::bytes(bytes).file_name("digit.png").mime_str("image/png").expect("mime")
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.text().await.expect("body")).expect("json"))
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A valid PNG whose header claims 100000 x 100000 pixels: a decompression bomb's header.
+fn bomb_png() -> Vec<u8> {
+    let mut png = encode(image::DynamicImage::ImageLuma8(image::GrayImage::new(1, 1)), image::ImageFormat::Png);
+    // IHDR data starts after the 8-byte signature, 4-byte length and 4-byte type.
+    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+#[tokio::test]
+async fn uploads_match_the_json_path_and_respect_the_layout() {
+    let server = start_server(&[
+        ("mnist_image", repo_path("models/mnist_image")),
+        ("nchw", repo_path("tests/fixtures/image_nchw")),
+        ("nhwc_u8", repo_path("tests/fixtures/image_nhwc_u8")),
+        ("mnist", repo_path("models/mnist")),
+    ])
+    .await;
+    let base = base_url(&server);
+    let client = reqwest::Client::new();
+    let png = encode(image::DynamicImage::ImageLuma8(digit()), image::ImageFormat::Png);
+
+    // The same pixels as TF Serving JSON, scaled to 0..1 as the upload path does.
+    let pixels: Vec<Vec<Vec<f32>>> =
+        (0..28).map(|y| (0..28).map(|x| vec![f32::from(digit().get_pixel(x, y)[0]) / 255.0]).collect()).collect();
+    let (status, expected) = json_of(
+        client
+            .post(format!("{base}/v1/models/mnist_image:predict"))
+            .body(json!({"instances": [pixels]}).to_string())
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 200, "{expected}");
+
+    let form = Form::new().part("image", png_part(png.clone()));
+    let (status, body) = json_of(
+        client.post(format!("{base}/v1/models/mnist_image:predict")).multipart(form).send().await.expect("send"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, expected, "a multipart upload equals the same pixels sent as JSON");
+
+    let raw = client
+        .post(format!("{base}/v1/models/mnist_image:predict"))
+        .header("content-type", "image/png")
+        .body(png.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(json_of(raw).await.1, expected, "a raw image body too");
+
+    // A batch of files, a JPEG among them, and the Simple TF Serving form on POST /.
+    let jpeg = encode(image::DynamicImage::ImageLuma8(digit()).to_rgb8().into(), image::ImageFormat::Jpeg);
+    let form = Form::new()
+        .part("images", png_part(png.clone()))
+        .part("images", Part::bytes(jpeg).file_name("d.jpg").mime_str("image/jpeg").expect("mime"))
+        .text("model_name", "mnist_image")
+        .text("model_version", "1");
+    let (status, body) = json_of(client.post(format!("{base}/")).multipart(form).send().await.expect("send")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["predictions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["predictions"][0], expected["predictions"][0]);
+    let form = Form::new().part("image", png_part(png.clone())).text("model_version", "9");
+    let (status, body) = json_of(
+        client.post(format!("{base}/v1/models/mnist_image:predict")).multipart(form).send().await.expect("send"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("Servable not found for request: Specific(mnist_image, 9)"))
+    );
+
+    // Layout: a 5x4 RGB image whose red is x, green y and blue 200, into NCHW float and
+    // NHWC uint8 inputs of [*, 3, 4, 5] and [*, 4, 5, 3].
+    let rgb = image::RgbImage::from_fn(5, 4, |x, y| image::Rgb([x as u8, y as u8, 200]));
+    let rgb_png = encode(image::DynamicImage::ImageRgb8(rgb), image::ImageFormat::Png);
+    let send_raw = |model: &str| {
+        client
+            .post(format!("{base}/v1/models/{model}:predict"))
+            .header("content-type", "image/png")
+            .body(rgb_png.clone())
+            .send()
+    };
+    let (status, nchw) = json_of(send_raw("nchw").await.expect("send")).await;
+    assert_eq!(status, 200, "{nchw}");
+    let reference: Vec<Vec<Vec<f32>>> = (0..3)
+        .map(|c| (0..4).map(|y| (0..5).map(|x| [x as f32, y as f32, 200.0][c] / 255.0).collect()).collect())
+        .collect();
+    let got: Vec<Vec<Vec<f32>>> = serde_json::from_value(nchw["predictions"][0].clone()).expect("[3][4][5] floats");
+    assert_eq!(got, reference, "channel-major planes, each row by row");
+    let (_, nhwc) = json_of(send_raw("nhwc_u8").await.expect("send")).await;
+    assert_eq!(nhwc["predictions"][0][2][3], json!([3, 2, 200]));
+
+    // Hostile and unsuitable uploads get a 400 that names the problem.
+    let refuse = |body: Vec<u8>, model: &'static str| {
+        client.post(format!("{base}/v1/models/{model}:predict")).header("content-type", "image/png").body(body).send()
+    };
+    let (status, body) = json_of(refuse(png[..png.len() / 2].to_vec(), "mnist_image").await.expect("send")).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().is_some_and(|m| m.starts_with("image 0: ")), "{body}");
+    let (status, body) = json_of(refuse(b"GIF? no, text".to_vec(), "mnist_image").await.expect("send")).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().is_some_and(|m| m.contains("unknown image format")), "{body}");
+    let (status, body) = json_of(refuse(bomb_png(), "mnist_image").await.expect("send")).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().is_some_and(|m| m.contains("100000x100000 pixels, more than the limit")), "{body}");
+    let (status, body) = json_of(refuse(png.clone(), "mnist").await.expect("send")).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().is_some_and(|m| m.contains("is not an image input")), "{body}");
+    let form = Form::new().text("model_name", "mnist_image");
+    let (status, body) = json_of(client.post(format!("{base}/")).multipart(form).send().await.expect("send")).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("the form has no 'image' or 'images' file field")));
+    server.shutdown().await;
+}
