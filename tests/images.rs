@@ -97,6 +97,25 @@ async fn uploads_match_the_json_path_and_respect_the_layout() {
         .expect("send");
     assert_eq!(json_of(raw).await.1, expected, "a raw image body too");
 
+    // Base64 in TF Serving JSON, and Simple TF Serving's JSON on POST / (URL-safe alphabet).
+    use base64::Engine;
+    let standard = base64::engine::general_purpose::STANDARD.encode(&png);
+    let url_safe = base64::engine::general_purpose::URL_SAFE.encode(&png);
+    let b64 = json!({"instances": [{"b64": standard}]}).to_string();
+    let (status, body) =
+        json_of(client.post(format!("{base}/v1/models/mnist_image:predict")).body(b64).send().await.expect("send"))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, expected, "{{\"b64\": ...}} images in TF Serving JSON");
+    let simple = json!({"model_name": "mnist_image", "data": {"image": [url_safe]}}).to_string();
+    let (status, body) = json_of(client.post(format!("{base}/")).body(simple).send().await.expect("send")).await;
+    assert_eq!((status, &body), (200, &expected), "Simple TF Serving JSON");
+    let numeric =
+        json!({"model_name": "mnist", "model_version": 2, "data": {"images": [vec![0.0f32; 784]]}}).to_string();
+    let (status, body) = json_of(client.post(format!("{base}/")).body(numeric).send().await.expect("send")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0].as_array().map(Vec::len), Some(10), "numbers go through TF's columnar format");
+
     // A batch of files, a JPEG among them, and the Simple TF Serving form on POST /.
     let jpeg = encode(image::DynamicImage::ImageLuma8(digit()).to_rgb8().into(), image::ImageFormat::Jpeg);
     let form = Form::new()

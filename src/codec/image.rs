@@ -110,12 +110,13 @@ fn decode_one(index: usize, data: &[u8], limits: &ImageLimits) -> ServingResult<
 
 /// Returns `channels`-channel pixels of `image`, resized to `width` × `height` (stretched).
 fn pixels(image: DynamicImage, channels: usize, width: u32, height: u32) -> ServingResult<Vec<u8>> {
-    let (buffer, pixel_type) = if channels == 1 {
-        (image.to_luma8().into_raw(), PixelType::U8)
-    } else {
-        (image.to_rgb8().into_raw(), PixelType::U8x3)
-    };
     let (source_width, source_height) = (image.width(), image.height());
+    // NOTE: `into_*` keeps the decoded buffer when it already has the wanted channels.
+    let (buffer, pixel_type) = if channels == 1 {
+        (image.into_luma8().into_raw(), PixelType::U8)
+    } else {
+        (image.into_rgb8().into_raw(), PixelType::U8x3)
+    };
     if (source_width, source_height) == (width, height) {
         return Ok(buffer);
     }

@@ -56,9 +56,11 @@ pub async fn read_upload(headers: &HeaderMap, body: Bytes) -> ServingResult<Uplo
             "model_name" => upload.model_name = Some(field.text().await.map_err(|e| bad(e.to_string()))?),
             "model_version" => upload.model_version = Some(field.text().await.map_err(|e| bad(e.to_string()))?),
             "signature_name" => upload.signature_name = Some(field.text().await.map_err(|e| bad(e.to_string()))?),
-            other => return Err(ServingError::invalid_argument(format!(
+            other => {
+                return Err(ServingError::invalid_argument(format!(
                 "unexpected form field '{other}': expected image, images, model_name, model_version or signature_name"
-            ))),
+            )))
+            }
         }
     }
     if upload.images.is_empty() {
@@ -126,9 +128,7 @@ pub async fn predict_upload(
 /// model served.
 pub async fn root_upload(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Response, RestError> {
     if !is_upload(headers) {
-        return Err(RestError(ServingError::invalid_argument(
-            "POST / takes an image upload (multipart/form-data or image/*); TF Serving JSON goes to /v1/models/<name>:predict",
-        )));
+        return root_json(state, body).await;
     }
     let upload = read_upload(headers, body).await?;
     let names = state.manager.model_names();
@@ -144,4 +144,125 @@ pub async fn root_upload(state: &AppState, headers: &HeaderMap, body: Bytes) -> 
         }
     };
     predict_upload(state, &name, VersionRequest::Latest, upload).await
+}
+
+/// Decodes standard or URL-safe base64, with or without padding.
+fn decode_base64(index: usize, text: &str) -> ServingResult<Bytes> {
+    use base64::Engine;
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let text = text.trim();
+    engines
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+        .map(Bytes::from)
+        .ok_or_else(|| ServingError::invalid_argument(format!("image {index}: Unable to base64 decode")))
+}
+
+/// Collects base64 images from a JSON value: `{"b64": s}`, a plain string, a list of
+/// either, or `{"<alias>": ...}` holding them.
+fn collect_b64(value: &serde_json::Value, alias: &str, images: &mut Vec<Bytes>) -> ServingResult<()> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => images.push(decode_base64(images.len(), text)?),
+        Value::Object(map) => match (map.get("b64"), map.get(alias)) {
+            (Some(Value::String(text)), _) if map.len() == 1 => images.push(decode_base64(images.len(), text)?),
+            (_, Some(inner)) if map.len() == 1 => collect_b64(inner, alias, images)?,
+            _ => {
+                return Err(ServingError::invalid_argument(format!(
+                    "expected {{\"b64\": \"<image>\"}} or {{\"{alias}\": ...}} for the image input, got an object with keys {}",
+                    map.keys().cloned().collect::<Vec<_>>().join(",")
+                )))
+            }
+        },
+        Value::Array(items) => {
+            for item in items {
+                collect_b64(item, alias, images)?;
+            }
+        }
+        other => {
+            return Err(ServingError::invalid_argument(format!(
+                "expected a base64 image for input '{alias}', got {other}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Returns the alias of a signature's one image input, if it has exactly one input and it
+/// is image-shaped.
+pub fn image_input(state: &AppState, name: &str, version: &VersionRequest, signature_name: &str) -> Option<String> {
+    let handle = state.manager.handle(name, version).ok()?;
+    let signature = handle.servable.signatures().get(signature_name)?;
+    match signature.inputs.iter().collect::<Vec<_>>().as_slice() {
+        [(alias, info)] if image_target(info).is_some() => Some((*alias).clone()),
+        _ => None,
+    }
+}
+
+/// Reads TF Serving JSON whose image input carries base64 images (`{"instances":
+/// [{"b64": ...}]}` or `{"inputs": ...}`) as an upload. `None` when the body is not such JSON.
+pub fn b64_upload(body: &[u8], alias: &str) -> ServingResult<Option<Upload>> {
+    if !body.windows(5).any(|w| w == b"\"b64\"") {
+        return Ok(None);
+    }
+    let Ok(serde_json::Value::Object(request)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(None);
+    };
+    let Some(images_value) = request.get("instances").or_else(|| request.get("inputs")) else { return Ok(None) };
+    let mut images = Vec::new();
+    collect_b64(images_value, alias, &mut images)?;
+    let signature_name = request.get("signature_name").and_then(|v| v.as_str()).map(str::to_string);
+    Ok(Some(Upload { images, signature_name, ..Default::default() }))
+}
+
+/// Simple TF Serving's JSON on `POST /`: `{"model_name", "model_version", "data": {"<input>": [...]}}`.
+/// Base64 strings go to an image input; anything else is sent as TF Serving's columnar
+/// `{"inputs": data}`.
+pub async fn root_json(state: &AppState, body: Bytes) -> Result<Response, RestError> {
+    let request: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ServingError::invalid_argument(format!("JSON Parse error: {e}")))?;
+    let names = state.manager.model_names();
+    let name = match request.get("model_name").and_then(|v| v.as_str()).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_string(),
+        None if names.iter().any(|n| n == "default") => "default".to_string(),
+        None if names.len() == 1 => names[0].clone(),
+        None => {
+            return Err(RestError(ServingError::invalid_argument(format!(
+                "the request has no model_name and several models are served: {}",
+                names.join(", ")
+            ))))
+        }
+    };
+    let version = match request.get("model_version") {
+        None | Some(serde_json::Value::Null) => VersionRequest::Latest,
+        Some(v) => {
+            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            VersionRequest::Specific(text.trim().parse().map_err(|_| {
+                ServingError::invalid_argument(format!("Failed to convert version: {text} to numeric."))
+            })?)
+        }
+    };
+    let signature_name =
+        request.get("signature_name").and_then(|v| v.as_str()).unwrap_or(DEFAULT_SIGNATURE).to_string();
+    let data = request
+        .get("data")
+        .ok_or_else(|| ServingError::invalid_argument("the request has no 'data' object of input values"))?;
+    if let Some(alias) = image_input(state, &name, &version, &signature_name) {
+        let value = data.get(&alias).unwrap_or(data);
+        let mut images = Vec::new();
+        collect_b64(value, &alias, &mut images)?;
+        let upload = Upload { images, signature_name: Some(signature_name), ..Default::default() };
+        return predict_upload(state, &name, version, upload).await;
+    }
+    let handle = state.manager.handle(&name, &version)?;
+    let columnar = serde_json::json!({ "signature_name": signature_name, "inputs": data }).to_string();
+    let parsed = crate::codec::json::parse_predict_request(columnar.as_bytes(), handle.servable.signatures())?;
+    let deadline = state.rest_api_timeout.map(|timeout| Instant::now() + timeout);
+    let outcome = predict(handle.servable.as_ref(), &parsed.signature_name, parsed.inputs, &[], deadline).await?;
+    Ok(json_response(StatusCode::OK, write_predict_response(parsed.format, &outcome.outputs)?))
 }

@@ -13,7 +13,7 @@ use regex::Regex;
 use tracing::Instrument;
 
 use super::error::{json_response, RestError};
-use super::image_upload::{is_upload, predict_upload, read_upload, root_upload};
+use super::image_upload::{b64_upload, image_input, is_upload, predict_upload, read_upload, root_upload, Upload};
 use super::model_json::{metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
 use crate::codec::json::{parse_predict_request, write_predict_response};
@@ -166,6 +166,8 @@ async fn handle_post(
                 }
                 .instrument(span)
                 .await
+            } else if let Some(upload) = b64_image_request(state, &target, &body)? {
+                predict_upload(state, &target.name, target.version, upload).instrument(span).await
             } else {
                 predict_route(state, target, body).instrument(span).await
             };
@@ -177,6 +179,21 @@ async fn handle_post(
             "Classify and Regress need tf.Example parsing, which this build does not provide yet",
         ))),
         _ => Err(malformed(method, path)),
+    }
+}
+
+/// Returns the upload of a TF Serving JSON request whose image input carries `{"b64": ...}`.
+fn b64_image_request(state: &AppState, target: &ModelPath, body: &[u8]) -> ServingResult<Option<Upload>> {
+    if !body.windows(5).any(|w| w == b"\"b64\"") {
+        return Ok(None);
+    }
+    let signature = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("signature_name").and_then(|s| s.as_str()).map(str::to_string))
+        .unwrap_or_else(|| crate::core::DEFAULT_SIGNATURE.to_string());
+    match image_input(state, &target.name, &target.version, &signature) {
+        Some(alias) => b64_upload(body, &alias),
+        None => Ok(None),
     }
 }
 
