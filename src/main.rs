@@ -29,22 +29,26 @@ fn main() -> std::process::ExitCode {
     let config = match ServerConfig::from_args(&serve) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("Failed to start server. Error: INVALID_ARGUMENT: {error:#}");
-            return std::process::ExitCode::from(255);
+            return startup_failure(&format!("INVALID_ARGUMENT: {error:#}"));
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("Failed to start server. Error: INTERNAL: cannot start the async runtime: {error}");
-            return std::process::ExitCode::from(255);
+            return startup_failure(&format!("INTERNAL: cannot start the async runtime: {error}"));
         }
     };
     match runtime.block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("Failed to start server. Error: UNKNOWN: {error:#}");
-            std::process::ExitCode::from(255)
-        }
+        Err(error) => startup_failure(&format!("UNKNOWN: {error:#}")),
     }
+}
+
+/// Reports a startup failure as TF Serving does (on stdout, exit code 255), and on stderr
+/// beside the logs.
+fn startup_failure(status: &str) -> std::process::ExitCode {
+    let line = format!("Failed to start server. Error: {status}");
+    println!("{line}");
+    eprintln!("{line}");
+    std::process::ExitCode::from(255)
 }

@@ -137,6 +137,8 @@ fn startup_errors_are_clear_and_exit_255() {
         .output()
         .expect("run");
     assert_eq!(missing.status.code(), Some(255));
+    let stdout = String::from_utf8_lossy(&missing.stdout);
+    assert!(stdout.contains("Failed to start server. Error: "), "TF Serving prints it on stdout: {stdout}");
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("Could not find base path /nonexistent/models/m for servable m"), "{stderr}");
 

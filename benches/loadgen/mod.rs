@@ -115,6 +115,40 @@ impl LoadResult {
     }
 }
 
+/// The measured stretch of a load run: calls sent before `measure_from` only warm up.
+#[derive(Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    stop_at: Instant,
+}
+
+impl Window {
+    fn new(warmup: Duration, duration: Duration) -> Self {
+        let measure_from = Instant::now() + warmup;
+        Self { measure_from, stop_at: measure_from + duration }
+    }
+
+    /// Returns the send time of the next call, or `None` once the run is over.
+    fn next_call(&self) -> Option<Instant> {
+        let now = Instant::now();
+        (now < self.stop_at).then_some(now)
+    }
+
+    fn record(&self, sent: Instant, latencies: &mut Vec<Duration>) {
+        if sent >= self.measure_from {
+            latencies.push(sent.elapsed());
+        }
+    }
+}
+
+async fn collect(workers: Vec<tokio::task::JoinHandle<Vec<Duration>>>, duration: Duration) -> LoadResult {
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.expect("worker"));
+    }
+    LoadResult { latencies, elapsed: duration }
+}
+
 /// Sends `body` to `path` from `concurrency` keep-alive connections for `duration` after
 /// `warmup`, and returns the latencies measured after the warm-up.
 pub async fn drive(
@@ -125,36 +159,24 @@ pub async fn drive(
     warmup: Duration,
     duration: Duration,
 ) -> LoadResult {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let stop_at = measure_from + duration;
+    let window = Window::new(warmup, duration);
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         let body = std::sync::Arc::clone(&body);
         workers.push(tokio::spawn(async move {
             let mut connection = Connection::open(address, path, &body).await;
             let mut latencies = Vec::new();
-            loop {
-                let sent = Instant::now();
-                if sent >= stop_at {
-                    break;
-                }
-                let status = connection.round_trip().await;
-                assert_eq!(status, 200, "request failed");
-                if sent >= measure_from {
-                    latencies.push(sent.elapsed());
-                }
+            while let Some(sent) = window.next_call() {
+                assert_eq!(connection.round_trip().await, 200, "request failed");
+                window.record(sent, &mut latencies);
             }
             latencies
         }));
     }
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    LoadResult { latencies, elapsed: duration }
+    collect(workers, duration).await
 }
 
+/// Sends `request` over gRPC from `concurrency` HTTP/2 channels, as `drive` does over REST.
 pub async fn drive_grpc(
     address: SocketAddr,
     request: PredictRequest,
@@ -162,9 +184,7 @@ pub async fn drive_grpc(
     warmup: Duration,
     duration: Duration,
 ) -> LoadResult {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let stop_at = measure_from + duration;
+    let window = Window::new(warmup, duration);
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         let request = request.clone();
@@ -177,25 +197,14 @@ pub async fn drive_grpc(
                 .expect("connect");
             let mut client = PredictionServiceClient::new(channel);
             let mut latencies = Vec::new();
-            loop {
-                let sent = Instant::now();
-                if sent >= stop_at {
-                    break;
-                }
-                let response = client.predict(request.clone()).await.expect("gRPC predict");
-                std::hint::black_box(response);
-                if sent >= measure_from {
-                    latencies.push(sent.elapsed());
-                }
+            while let Some(sent) = window.next_call() {
+                std::hint::black_box(client.predict(request.clone()).await.expect("gRPC predict"));
+                window.record(sent, &mut latencies);
             }
             latencies
         }));
     }
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    LoadResult { latencies, elapsed: duration }
+    collect(workers, duration).await
 }
 
 pub fn micros(d: Duration) -> f64 {
