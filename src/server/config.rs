@@ -1,0 +1,252 @@
+//! The validated server configuration, built from TF Serving's flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use tracing::{info, warn};
+
+use crate::auth::{Credentials, Secret};
+use crate::batching::BatchingParameters;
+use crate::config::model_server_config::{read_model_config_file, ConfigFileError};
+use crate::config::ServeArgs;
+use crate::core::{ManagerOptions, ModelConfig};
+use crate::grpc::GrpcOptions;
+use crate::runtime::{ExecutionProviderKind, SessionOptions};
+
+/// Everything the server needs, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `None` disables REST.
+    pub rest_api_address: Option<SocketAddr>,
+    /// `None` disables gRPC over TCP.
+    pub grpc_address: Option<SocketAddr>,
+    /// Also serve gRPC on this Unix socket (`--grpc_socket_path`).
+    pub grpc_socket_path: Option<PathBuf>,
+    pub grpc: GrpcOptions,
+    /// `--enable_serialization_as_tensor_content`: gRPC outputs in `tensor_content`.
+    pub serialize_as_tensor_content: bool,
+    pub models: Vec<ModelConfig>,
+    /// `None` never polls; file events still trigger scans.
+    pub file_system_poll_wait: Option<Duration>,
+    pub rest_api_timeout: Option<Duration>,
+    pub manager: ManagerOptions,
+    pub ort_library_path: Option<PathBuf>,
+    pub session: SessionOptions,
+    /// `None` without `--enable_batching`.
+    pub batching: Option<BatchingConfig>,
+    /// `--model_config_file`, re-read every `model_config_file_poll_wait` when set.
+    pub model_config_file: Option<PathBuf>,
+    pub model_config_file_poll_wait: Option<Duration>,
+    /// `--allow_version_labels_for_unavailable_models`.
+    pub allow_labels_for_unavailable_models: bool,
+    /// How long a shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// The Prometheus path from `--monitoring_config_file`, when enabled.
+    pub prometheus_path: Option<String>,
+    /// `--enable_auth`: the one accepted username and password.
+    pub credentials: Option<Credentials>,
+    /// `--rest_api_enable_cors_support`.
+    pub cors: bool,
+    pub max_request_body_bytes: usize,
+    /// Runs each version's warmup records this many times before it serves; `None` skips warmup.
+    pub warmup_iterations: Option<usize>,
+    /// `--rest_ssl_cert_file` and `--rest_ssl_key_file`: REST over TLS.
+    pub rest_tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// How models are batched.
+#[derive(Debug, Clone)]
+pub struct BatchingConfig {
+    pub global: BatchingParameters,
+    /// `--enable_per_model_batching_parameters`.
+    pub per_model_files: bool,
+}
+
+impl ServerConfig {
+    /// Returns a config for `models` with every other setting at its default, gRPC and
+    /// REST off. Tests and benches start from this.
+    pub fn for_models(models: Vec<ModelConfig>) -> Self {
+        Self {
+            rest_api_address: None,
+            grpc_address: None,
+            grpc_socket_path: None,
+            grpc: GrpcOptions::default(),
+            serialize_as_tensor_content: false,
+            models,
+            file_system_poll_wait: Some(Duration::from_secs(1)),
+            rest_api_timeout: Some(Duration::from_secs(30)),
+            manager: ManagerOptions::default(),
+            ort_library_path: None,
+            session: SessionOptions::default(),
+            batching: None,
+            model_config_file: None,
+            model_config_file_poll_wait: None,
+            allow_labels_for_unavailable_models: false,
+            shutdown_grace: Duration::from_secs(30),
+            prometheus_path: None,
+            credentials: None,
+            cors: false,
+            max_request_body_bytes: crate::http::MAX_REQUEST_BODY_BYTES,
+            warmup_iterations: Some(1),
+            rest_tls: None,
+        }
+    }
+
+    /// Validates the `serve` flags.
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        let working_dir = std::env::current_dir().context("cannot resolve the working directory")?;
+        let models = match (&args.model_config_file, &args.model_base_path) {
+            (Some(path), _) => match read_model_config_file(path, &working_dir) {
+                Ok(models) => models,
+                Err(ConfigFileError::Syntax(message)) => {
+                    // NOTE: tooling greps stderr for this line, as TF Serving prints it.
+                    eprintln!("{message}");
+                    bail!("Invalid protobuf file: '{}'", path.display());
+                }
+                Err(error) => bail!("{error}"),
+            },
+            (None, Some(base_path)) => vec![ModelConfig {
+                name: args.model_name.clone(),
+                base_path: if base_path.is_absolute() { base_path.clone() } else { working_dir.join(base_path) },
+                platform: args.model_platform.clone(),
+                policy: args.model_version_policy.clone(),
+                labels: Default::default(),
+            }],
+            (None, None) => bail!(
+                "Both server_options.model_base_path and server_options.model_config_file are empty! \
+                 (give --model_base_path, the directory that holds the numeric version directories, \
+                 or --model_config_file)"
+            ),
+        };
+        let execution_providers = args
+            .execution_providers
+            .iter()
+            .filter(|name| !name.trim().is_empty())
+            .map(|name| name.parse::<ExecutionProviderKind>().map_err(|e| anyhow!("--execution_providers: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let rest_api_address = match args.rest_api_address {
+            Some(address) => Some(address),
+            None if args.rest_api_port == 0 => None,
+            None => Some(SocketAddr::from(([0, 0, 0, 0], args.rest_api_port))),
+        };
+        let grpc_address = match args.grpc_address {
+            Some(address) => Some(address),
+            None if args.port == 0 => None,
+            None => Some(SocketAddr::from(([0, 0, 0, 0], args.port))),
+        };
+        if let (Some(rest), Some(grpc)) = (rest_api_address, grpc_address) {
+            if rest.port() != 0 && rest == grpc {
+                bail!("--rest_api_port and --port must differ (both are {})", rest.port());
+            }
+        }
+        if args.batching_parameters_file.is_some() && !args.enable_batching {
+            bail!("server_options.batching_parameters_file is set without setting server_options.enable_batching to true.");
+        }
+        let batching = if args.enable_batching {
+            let global = match &args.batching_parameters_file {
+                Some(path) => crate::config::batching::read_file(path, "batch_threads").map_err(|e| anyhow!(e))?,
+                None => {
+                    BatchingParameters { thread_pool_name: "model_server_batch_threads".into(), ..Default::default() }
+                }
+            };
+            Some(BatchingConfig { global, per_model_files: args.enable_per_model_batching_parameters })
+        } else {
+            None
+        };
+        let prometheus_path = match &args.monitoring_config_file {
+            Some(path) => crate::config::monitoring::read_file(path).map_err(|e| anyhow!(e))?,
+            None => None,
+        };
+        if prometheus_path.is_some() && rest_api_address.is_none() {
+            bail!("--monitoring_config_file needs the REST API (--rest_api_port), which serves the metrics");
+        }
+        let mut grpc = GrpcOptions {
+            max_receive_message_bytes: args.grpc_max_message_bytes,
+            max_send_message_bytes: args.grpc_max_message_bytes,
+            enable_health_service: args.enable_grpc_healthcheck_service,
+            tls: match &args.ssl_config_file {
+                Some(path) => Some(crate::config::ssl::read_file(path).map_err(|e| anyhow!(e))?),
+                None => None,
+            },
+            ..GrpcOptions::default()
+        };
+        if let Some(arguments) = &args.grpc_channel_arguments {
+            let ignored = grpc.apply_channel_arguments(arguments).map_err(|e| anyhow!(e))?;
+            for key in ignored {
+                info!(argument = %key, "gRPC channel argument has no tonic equivalent, ignored");
+            }
+        }
+        Ok(Self {
+            rest_api_address,
+            grpc_address,
+            grpc_socket_path: args.grpc_socket_path.clone().filter(|p| !p.as_os_str().is_empty()),
+            grpc,
+            serialize_as_tensor_content: args.enable_serialization_as_tensor_content,
+            models,
+            file_system_poll_wait: u64::try_from(args.file_system_poll_wait_seconds)
+                .ok()
+                .filter(|&s| s > 0)
+                .map(Duration::from_secs),
+            rest_api_timeout: u64::try_from(args.rest_api_timeout_in_ms)
+                .ok()
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
+            manager: ManagerOptions {
+                max_num_load_retries: args.max_num_load_retries,
+                load_retry_interval: Duration::from_micros(args.load_retry_interval_micros),
+            },
+            ort_library_path: args.ort_library_path.clone(),
+            session: SessionOptions {
+                execution_providers,
+                gpu_device_id: args.gpu_device_id,
+                intra_op_threads: args.intra_op_threads,
+                inter_op_threads: args.inter_op_threads,
+                sessions_per_version: 1,
+            },
+            batching,
+            model_config_file: args.model_config_file.clone(),
+            model_config_file_poll_wait: (args.model_config_file_poll_wait_seconds > 0)
+                .then(|| Duration::from_secs(args.model_config_file_poll_wait_seconds)),
+            allow_labels_for_unavailable_models: args.allow_version_labels_for_unavailable_models,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+            prometheus_path,
+            credentials: credentials_from_args(args)?,
+            cors: args.rest_api_enable_cors_support,
+            max_request_body_bytes: args.max_request_body_bytes,
+            warmup_iterations: args.enable_model_warmup.then_some(args.num_request_iterations_for_warmup.max(1)),
+            rest_tls: match (&args.rest_ssl_cert_file, &args.rest_ssl_key_file) {
+                (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+                (None, None) => None,
+                _ => bail!("--rest_ssl_cert_file and --rest_ssl_key_file go together"),
+            },
+        })
+    }
+}
+
+fn credentials_from_args(args: &ServeArgs) -> anyhow::Result<Option<Credentials>> {
+    if !args.enable_auth {
+        if args.auth_username.is_some() || args.auth_password.is_some() || args.auth_password_file.is_some() {
+            warn!("--auth_* flags are ignored without --enable_auth");
+        }
+        return Ok(None);
+    }
+    let Some(username) = args.auth_username.clone().filter(|u| !u.is_empty()) else {
+        bail!("--enable_auth needs --auth_username");
+    };
+    let password = match (&args.auth_password, &args.auth_password_file) {
+        (Some(password), None) => password.clone(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --auth_password_file {}", path.display()))?;
+            Secret(text.lines().next().unwrap_or_default().to_string())
+        }
+        (Some(_), Some(_)) => bail!("give --auth_password or --auth_password_file, not both"),
+        (None, None) => bail!("--enable_auth needs --auth_password or --auth_password_file"),
+    };
+    if password.0.is_empty() {
+        bail!("--enable_auth needs a non-empty password");
+    }
+    Ok(Some(Credentials { username, password }))
+}

@@ -1,0 +1,187 @@
+//! TF Serving's `ServerCore`: applies a set of model configs to the manager and the
+//! file-system source (at startup, on gRPC reloads and when the config file changes).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::config::BatchingConfig;
+use crate::batching::{BatchingAdapter, PerModelParameters};
+use crate::core::{
+    AspiredVersionsManager, ConfigReloader, ModelConfig, ReloadFuture, ServableId, ServableState, ServingError,
+    ServingResult, SourceAdapter,
+};
+use crate::platforms::PlatformRegistry;
+use crate::sources::file_system::check_base_paths;
+use crate::sources::{FileSystemSourceHandle, WatchedModel};
+
+/// Applies model configs to the manager and the source: TF Serving's `ServerCore`.
+pub(super) struct ServerCore {
+    pub(super) registry: PlatformRegistry,
+    pub(super) batching: Option<BatchingConfig>,
+    /// `None` with `--enable_model_warmup=false`.
+    pub(super) warmup_iterations: Option<usize>,
+    pub(super) allow_labels_for_unavailable_models: bool,
+    pub(super) manager: AspiredVersionsManager,
+    pub(super) source: FileSystemSourceHandle,
+    /// The applied config; the lock also serialises reloads.
+    pub(super) current: Mutex<Vec<ModelConfig>>,
+    pub(super) configured_tx: watch::Sender<Vec<String>>,
+}
+
+pub(super) fn watched(models: &[ModelConfig]) -> Vec<WatchedModel> {
+    models
+        .iter()
+        .map(|m| WatchedModel { name: m.name.clone(), base_path: m.base_path.clone(), policy: m.policy.clone() })
+        .collect()
+}
+
+pub(super) fn failure_list(failures: &[(ServableId, ServingError)]) -> String {
+    let detail: String =
+        failures.iter().map(|(id, error)| format!("{{{id} due to error: {}}}, ", error.to_status_string())).collect();
+    format!("{{{detail}}}")
+}
+
+impl ServerCore {
+    /// Registers adapters, labels and paths, then waits for the models not served before.
+    /// Returns the versions of those models that failed to load.
+    pub(super) async fn apply(&self, models: Vec<ModelConfig>) -> ServingResult<Vec<(ServableId, ServingError)>> {
+        let mut current = self.current.lock().await;
+        let mut adapters = Vec::with_capacity(models.len());
+        for model in &models {
+            let adapter = self.registry.adapter(&model.platform).map_err(|known| {
+                ServingError::invalid_argument(format!(
+                    "Model {} requests unsupported platform {} ({known})",
+                    model.name, model.platform
+                ))
+            })?;
+            adapters.push(self.decorate(adapter));
+        }
+        let watched = watched(&models);
+        check_base_paths(&watched).map_err(ServingError::not_found)?;
+        let previous: BTreeSet<&str> = current.iter().map(|m| m.name.as_str()).collect();
+        let added: Vec<String> =
+            models.iter().filter(|m| !previous.contains(m.name.as_str())).map(|m| m.name.clone()).collect();
+        for (model, adapter) in models.iter().zip(adapters) {
+            self.manager.register_model(&model.name, adapter);
+        }
+        self.source.set_models(watched).await;
+        let failures = self.manager.wait_until_settled(&added).await;
+        // NOTE: labels are checked once the new versions had their chance to load, and each
+        // model's whole label map is replaced in one step, so a canary flip is atomic.
+        let label_result = self.check_labels(&current, &models);
+        if label_result.is_ok() {
+            for model in &models {
+                let labels: HashMap<String, i64> = model.labels.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                self.manager.set_labels(&model.name, labels);
+            }
+        }
+        *current = models;
+        self.configured_tx.send_replace(current.iter().map(|m| m.name.clone()).collect());
+        label_result.map(|()| failures)
+    }
+
+    /// Wraps a platform's adapter: batching innermost (so warmup goes through it), then
+    /// warmup, then the metrics that time the whole load.
+    fn decorate(&self, adapter: Arc<dyn SourceAdapter>) -> Arc<dyn SourceAdapter> {
+        let mut adapter = adapter;
+        if let Some(batching) = &self.batching {
+            let per_model = batching
+                .per_model_files
+                .then(|| Arc::new(crate::config::batching::read_per_model) as PerModelParameters);
+            adapter = Arc::new(BatchingAdapter::new(adapter, batching.global.clone(), per_model));
+        }
+        if let Some(iterations) = self.warmup_iterations {
+            adapter = Arc::new(crate::warmup::WarmupAdapter::new(adapter, iterations));
+        }
+        Arc::new(crate::observability::MetricsAdapter::new(adapter))
+    }
+
+    /// Checks TF Serving's label rule: a label points to an AVAILABLE version, except that
+    /// with `--allow_version_labels_for_unavailable_models` a label that is new may point
+    /// to any version.
+    fn check_labels(&self, previous: &[ModelConfig], models: &[ModelConfig]) -> ServingResult<()> {
+        for model in models {
+            let statuses = self.manager.version_statuses(&model.name).unwrap_or_default();
+            let old = previous.iter().find(|m| m.name == model.name);
+            for (label, &version) in &model.labels {
+                let available = statuses.iter().any(|s| s.version == version && s.state == ServableState::Available);
+                let is_new = old.is_none_or(|m| !m.labels.contains_key(label));
+                let allowed = available || (self.allow_labels_for_unavailable_models && is_new);
+                if !allowed {
+                    return Err(ServingError::failed_precondition(format!(
+                        "Request to assign label to version {version} of model {}, which is not currently available for inference",
+                        model.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The reload entry point handed to the gRPC service.
+pub(super) struct SharedCore(pub(super) Arc<ServerCore>);
+
+impl ConfigReloader for SharedCore {
+    fn reload(&self, models: Vec<ModelConfig>) -> ReloadFuture {
+        let core = Arc::clone(&self.0);
+        Box::pin(async move {
+            let failures = core.apply(models).await?;
+            if failures.is_empty() {
+                return Ok(());
+            }
+            Err(ServingError::unknown(format!(
+                "{} model(s) did not become available: {}",
+                failures.len(),
+                failure_list(&failures)
+            )))
+        })
+    }
+}
+
+/// Re-reads `--model_config_file` every `wait` and applies it when it changed. A file that
+/// does not parse or does not apply is logged, and the models already served stay.
+pub(super) async fn poll_model_config_file(
+    core: Arc<ServerCore>,
+    path: PathBuf,
+    wait: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut applied = std::fs::read_to_string(&path).ok();
+    let working_dir = std::env::current_dir().unwrap_or_default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) => {
+                warn!(path = %path.display(), error = %error, "cannot re-read the model config file; keeping the current models");
+                continue;
+            }
+        };
+        if applied.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        let models = match crate::config::model_server_config::parse_model_config_text(&text, &working_dir) {
+            Ok(models) => models,
+            Err(error) => {
+                warn!(path = %path.display(), error = %error, "ignoring the changed model config file");
+                continue;
+            }
+        };
+        info!(path = %path.display(), models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            "model config file changed, reloading");
+        match SharedCore(Arc::clone(&core)).reload(models).await {
+            Ok(()) => applied = Some(text),
+            Err(error) => warn!(path = %path.display(), error = %error, "the changed model config file did not apply"),
+        }
+    }
+}
