@@ -158,6 +158,28 @@ async fn uploads_match_the_json_path_and_respect_the_layout() {
     let (_, nhwc) = json_of(send_raw("nhwc_u8").await.expect("send")).await;
     assert_eq!(nhwc["predictions"][0][2][3], json!([3, 2, 200]));
 
+    // The helpers behind the web page: the model list, an example request that runs as it is,
+    // and generated clients.
+    let models: Value =
+        client.get(format!("{base}/ui/models")).send().await.expect("models").json().await.expect("json");
+    assert!(models
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["name"] == "mnist_image" && m["versions"][0]["state"] == "AVAILABLE")));
+    let example = client.get(format!("{base}/v1/models/mnist_image/gen_json")).send().await.expect("gen_json");
+    let example = example.text().await.expect("text");
+    let (status, body) =
+        json_of(client.post(format!("{base}/v1/models/mnist_image:predict")).body(example).send().await.expect("send"))
+            .await;
+    assert_eq!(status, 200, "the example request runs: {body}");
+    let python =
+        client.get(format!("{base}/v1/models/mnist_image/gen_client?language=python")).send().await.expect("client");
+    assert!(python.text().await.expect("text").contains("urllib.request.urlopen"));
+    let unknown =
+        client.get(format!("{base}/v1/models/mnist_image/gen_client?language=cobol")).send().await.expect("client");
+    assert_eq!(unknown.status(), 400);
+    let page = client.get(format!("{base}/")).send().await.expect("page");
+    assert!(page.headers()["content-type"].to_str().is_ok_and(|t| t.starts_with("text/html")));
+
     // Hostile and unsuitable uploads get a 400 that names the problem.
     let refuse = |body: Vec<u8>, model: &'static str| {
         client.post(format!("{base}/v1/models/{model}:predict")).header("content-type", "image/png").body(body).send()

@@ -4,6 +4,7 @@ pub mod error;
 pub mod image_upload;
 pub mod model_json;
 pub mod rest;
+pub mod ui;
 
 use std::time::Duration;
 
@@ -59,6 +60,11 @@ pub fn router(state: AppState, prometheus: Option<PrometheusEndpoint>) -> Router
     router
         .route("/v1/health/live", get(live))
         .route("/v1/health/ready", get(ready))
+        .route("/", get(ui::page).post(ui::root_post))
+        .route("/ui", get(ui::page))
+        .route("/ui/models", get(ui::models))
+        .route("/v1/models/{name}/gen_json", get(ui::gen_json))
+        .route("/v1/models/{name}/gen_client", get(ui::gen_client))
         .fallback(rest::dispatch)
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestDecompressionLayer::new())

@@ -13,7 +13,7 @@ use regex::Regex;
 use tracing::Instrument;
 
 use super::error::{json_response, RestError};
-use super::image_upload::{b64_upload, image_input, is_upload, predict_upload, read_upload, root_upload, Upload};
+use super::image_upload::{b64_upload, image_input, is_upload, predict_upload, read_upload, Upload};
 use super::model_json::{metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
 use crate::codec::json::{parse_predict_request, write_predict_response};
@@ -96,13 +96,6 @@ pub async fn dispatch(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let path = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").to_string();
-    if method == Method::POST && uri.path() == "/" {
-        let body = match body {
-            Ok(body) => body,
-            Err(rejection) => return (rejection.status(), rejection.body_text()).into_response(),
-        };
-        return root_upload(&state, &headers, body).await.unwrap_or_else(IntoResponse::into_response);
-    }
     if !is_rest_path(&path) {
         let mut response = (StatusCode::NOT_FOUND, "<html><body><h1>404 Not Found</h1></body></html>").into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
