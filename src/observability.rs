@@ -117,6 +117,17 @@ pub fn record_runtime(model_name: &str, elapsed: Duration) {
         .record(elapsed.as_secs_f64() * 1e6);
 }
 
+/// The providers each loaded version reported, so that their gauges drop to 0 when it ends.
+static PROVIDERS: std::sync::Mutex<Vec<(ServableId, Vec<String>)>> = std::sync::Mutex::new(Vec::new());
+
+fn set_provider_gauges(id: &ServableId, providers: &[String], value: f64) {
+    for provider in providers {
+        metrics::gauge!(EXECUTION_PROVIDER, "model_name" => id.name.clone(),
+            "version" => id.version.to_string(), "provider" => provider.clone())
+        .set(value);
+    }
+}
+
 /// A SourceAdapter decorator that records each version's load time and providers.
 pub struct MetricsAdapter {
     inner: Arc<dyn SourceAdapter>,
@@ -149,10 +160,11 @@ impl Loader for MetricsLoader {
         let servable = self.inner.load()?;
         let labels = [("model_name", self.id.name.clone()), ("version", self.id.version.to_string())];
         metrics::histogram!(MODEL_LOAD_SECONDS, &labels).record(started.elapsed().as_secs_f64());
-        for provider in servable.execution_providers() {
-            metrics::gauge!(EXECUTION_PROVIDER, "model_name" => self.id.name.clone(),
-                "version" => self.id.version.to_string(), "provider" => provider)
-            .set(1.0);
+        let providers = servable.execution_providers();
+        set_provider_gauges(&self.id, &providers, 1.0);
+        if let Ok(mut loaded) = PROVIDERS.lock() {
+            loaded.retain(|(id, _)| *id != self.id);
+            loaded.push((self.id.clone(), providers));
         }
         Ok(servable)
     }
@@ -170,6 +182,19 @@ pub async fn version_state_task(manager: AspiredVersionsManager, shutdown: Cance
                     metrics::gauge!(MODEL_VERSION_STATE, "model_name" => name.clone(), "version" => status.version.to_string())
                         .set(status.state as i32 as f64);
                 }
+            }
+            // NOTE: a version that ended no longer runs on its providers.
+            if let Ok(mut loaded) = PROVIDERS.lock() {
+                loaded.retain(|(id, providers)| {
+                    let ended = snapshot
+                        .get(&id.name)
+                        .and_then(|versions| versions.get(&id.version))
+                        .is_some_and(|status| status.state == crate::core::ServableState::End);
+                    if ended {
+                        set_provider_gauges(id, providers, 0.0);
+                    }
+                    !ended
+                });
             }
         }
         tokio::select! {

@@ -131,3 +131,40 @@ async fn tf_serving_metrics_are_exported_and_scraped_by_prometheus() {
     assert_eq!(scraped["metric"]["model_name"], "mnist");
     assert_eq!(scraped["value"][1], "2");
 }
+
+#[tokio::test]
+async fn provider_gauges_drop_when_a_version_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let monitoring = dir.path().join("monitoring.config");
+    std::fs::write(&monitoring, "prometheus_config { enable: true }\n").expect("write");
+    let base = dir.path().join("mnist");
+    common::copy_dir(&repo_path("models/mnist/1"), &base.join("1"));
+    let server = ServerProcess::start(&[
+        "--model_name=mnist",
+        &format!("--model_base_path={}", base.display()),
+        &format!("--monitoring_config_file={}", monitoring.display()),
+        "--file_system_poll_wait_seconds=1",
+    ]);
+    let client = reqwest::Client::new();
+    let gauge = |version: i64| {
+        format!(
+            r#"onnx_serving_execution_provider{{model_name="mnist",version="{version}",provider="CPUExecutionProvider"}}"#
+        )
+    };
+    assert_eq!(sample(&scrape(&client, &server).await, &gauge(1)), Some(1.0));
+    common::copy_dir(&repo_path("models/mnist/2"), &base.join("2"));
+    common::wait_for_status(&client, &server.url("/v1/models/mnist"), "v1 retired", |s| {
+        common::state_of(s, 1).as_deref() == Some("END") && common::state_of(s, 2).as_deref() == Some("AVAILABLE")
+    })
+    .await;
+    let mut text = scrape(&client, &server).await;
+    for _ in 0..100 {
+        if sample(&text, &gauge(1)) == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        text = scrape(&client, &server).await;
+    }
+    assert_eq!(sample(&text, &gauge(1)), Some(0.0), "the retired version no longer runs anywhere");
+    assert_eq!(sample(&text, &gauge(2)), Some(1.0));
+}
