@@ -11,19 +11,16 @@ Run from the repository root after `cargo build`:
 ONNX_SERVING_BIN overrides the binary (default: target/debug/onnx-serving).
 """
 
-import os
-import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from conftest import ROOT, serve
 from grpc_tools import protoc
 
-ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
 
 
@@ -70,31 +67,15 @@ def pb():
 @pytest.fixture(scope="session")
 def server():
     """Starts the binary with the MNIST model and yields its gRPC address."""
-    binary = os.environ.get("ONNX_SERVING_BIN", str(ROOT / "target" / "debug" / "onnx-serving"))
-    process = subprocess.Popen(
-        [
-            binary,
-            "--model_name=mnist",
-            f"--model_base_path={ROOT / 'models' / 'mnist'}",
-            "--grpc_address=127.0.0.1:0",
-            "--rest_api_port=0",
-            "--intra_op_threads=1",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    address = None
-    for line in process.stdout:
-        if line.startswith("Running gRPC ModelServer at "):
-            address = line.removeprefix("Running gRPC ModelServer at ").removesuffix(" ...\n").strip()
-            break
-    if address is None:
-        process.wait()
-        pytest.fail(f"onnx-serving exited ({process.returncode}) before opening its gRPC port")
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    yield address
-    process.terminate()
-    process.wait(timeout=30)
+    args = [
+        "--model_name=mnist",
+        f"--model_base_path={ROOT / 'models' / 'mnist'}",
+        "--grpc_address=127.0.0.1:0",
+        "--rest_api_port=0",
+        "--intra_op_threads=1",
+    ]
+    with serve(args, "Running gRPC ModelServer at ") as address:
+        yield address
 
 
 @pytest.fixture()

@@ -10,22 +10,18 @@ Run from the repository root after `cargo build`:
 """
 
 import json
-import os
 import struct
-import subprocess
 import tempfile
-import threading
 import urllib.request
 import zlib
-from pathlib import Path
 
 import pytest
+from conftest import ROOT, serve
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def digit_png():
@@ -41,30 +37,14 @@ def digit_png():
 
 @pytest.fixture(scope="module")
 def server():
-    binary = os.environ.get("ONNX_SERVING_BIN", str(ROOT / "target" / "debug" / "onnx-serving"))
-    process = subprocess.Popen(
-        [
-            binary,
-            "--model_name=mnist_image",
-            f"--model_base_path={ROOT / 'models' / 'mnist_image'}",
-            "--rest_api_address=127.0.0.1:0",
-            "--port=0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    address = None
-    for line in process.stdout:
-        if line.startswith("Exporting HTTP/REST API at:"):
-            address = line.removeprefix("Exporting HTTP/REST API at:").removesuffix(" ...\n").strip()
-            break
-    if address is None:
-        process.wait()
-        pytest.fail("onnx-serving exited before opening its REST port")
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    yield address
-    process.terminate()
-    process.wait(timeout=30)
+    args = [
+        "--model_name=mnist_image",
+        f"--model_base_path={ROOT / 'models' / 'mnist_image'}",
+        "--rest_api_address=127.0.0.1:0",
+        "--port=0",
+    ]
+    with serve(args, "Exporting HTTP/REST API at:") as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
