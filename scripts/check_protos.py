@@ -48,6 +48,11 @@ WHEELS = [
 ]
 
 # Fields we deliberately leave out: (message full name, field number) -> reason.
+# Our own additions to upstream messages, with numbers far from TF's; TF clients skip them.
+EXTENSION_FIELDS = {
+    (".tensorflow.serving.ModelVersionStatus", 1000): "execution_providers (onnx-serving extension)",
+}
+
 TRIMMED_FIELDS = {
     (".tensorflow.MetaGraphDef", 2): "graph_def (GraphDef pulls in graph/node_def/function/attr_value)",
     (".tensorflow.MetaGraphDef", 3): "saver_def (not needed for serving)",
@@ -269,6 +274,9 @@ def compare_message(full, ours, theirs, ours_fd, theirs_fd, rep):
     ref_by_name = {f.name: f for f in theirs.field}
     for f in ours.field:
         rf = ref_by_num.get(f.number)
+        if rf is None and (full, f.number) in EXTENSION_FIELDS:
+            rep.info.append(f"{full}.{f.name} = {f.number}: {EXTENSION_FIELDS[(full, f.number)]}")
+            continue
         if rf is None:
             other = ref_by_name.get(f.name)
             hint = f" (ref has '{f.name}' = {other.number})" if other else ""
@@ -409,6 +417,8 @@ def main():
 
     for full, (kind, ours, ofd) in sorted(ours_idx.items()):
         ref = ref_idx.get(full)
+        if ref is None and full.startswith(".onnx_serving."):
+            continue  # our own package, with no upstream
         if ref is None:
             if full in SPEC_ONLY:
                 check_spec_only(full, ours, rep)

@@ -13,6 +13,7 @@ Outputs (overwritten on every run, byte-for-byte deterministic):
   tests/fixtures/slow_loop/1/model.onnx
   models/mnist_image/1/model.onnx
   tests/fixtures/image_nchw/1/model.onnx, tests/fixtures/image_nhwc_u8/1/model.onnx
+  tests/fixtures/string_upper/1/model.onnx (needs onnxruntime-extensions to run)
 """
 import os
 import sys
@@ -341,6 +342,37 @@ def build_slow_loop():
     return path
 
 
+def build_string_upper():
+    """A model whose one node is StringUpper from onnxruntime-extensions' ai.onnx.contrib
+    domain: it loads only with that custom op library registered (--custom_op_paths)."""
+    graph = helper.make_graph(
+        [helper.make_node("StringUpper", ["text"], ["upper"], domain="ai.onnx.contrib")],
+        "string_upper",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+        [helper.make_tensor_value_info("upper", TensorProto.STRING, ["batch"])],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.contrib", 1)],
+        producer_name="onnx-serving/scripts/make_models.py",
+    )
+    model.ir_version = IR_VERSION
+    # NOTE: onnx.checker knows no custom domain, so only the default-domain parts are
+    # checked; the real check is the session below, with the library registered.
+    path = save(model, "tests/fixtures/string_upper/1/model.onnx")
+    try:
+        from onnxruntime_extensions import get_library_path
+    except ImportError:
+        print("onnxruntime-extensions is not installed; string_upper not run")
+        return path
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(get_library_path())
+    out = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]).run(
+        None, {"text": np.array(["abc", "Serving"], dtype=object)})[0]
+    assert list(out) == ["ABC", "SERVING"], out
+    return path
+
+
 def main():
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}")
     paths = [build_half_plus_two()]
@@ -351,6 +383,7 @@ def main():
     paths.append(build_slow_loop())
     paths.append(build_image_echo("image_nchw", TensorProto.FLOAT, [3, 4, 5]))
     paths.append(build_image_echo("image_nhwc_u8", TensorProto.UINT8, [4, 5, 3]))
+    paths.append(build_string_upper())
     print()
     for p in paths:
         describe(p)

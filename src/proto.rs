@@ -18,5 +18,10 @@ pub mod tensorflow {
     }
 }
 
+/// The `onnx_serving` package: our own per-model options file.
+pub mod onnx_serving {
+    include!(concat!(env!("OUT_DIR"), "/onnx_serving.rs"));
+}
+
 /// The compiled `FileDescriptorSet` of every file in `proto/`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor_set.bin"));

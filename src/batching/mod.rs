@@ -163,6 +163,10 @@ impl Servable for BatchingServable {
     fn execution_providers(&self) -> Vec<String> {
         self.inner.execution_providers()
     }
+
+    fn presentation(&self) -> Option<&crate::core::model_options::PresentationOptions> {
+        self.inner.presentation()
+    }
 }
 
 impl Drop for BatchingServable {

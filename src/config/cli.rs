@@ -231,6 +231,25 @@ pub struct ServeArgs {
     #[arg(long = "gpu_device_id", default_value_t = 0)]
     pub gpu_device_id: i32,
 
+    /// A provider that must register, or the version fails to load instead of falling back
+    /// (e.g. `cuda`, for users who would rather fail than run slowly on CPU).
+    #[arg(long = "require_execution_provider")]
+    pub require_execution_provider: Option<String>,
+
+    /// Share of the GPU's memory the CUDA provider's arena may take (0 = no limit), as TF
+    /// Serving's flag; a model's own `gpu_mem_limit` wins.
+    #[arg(long = "per_process_gpu_memory_fraction", default_value_t = 0.0)]
+    pub per_process_gpu_memory_fraction: f64,
+
+    /// Directory of TensorRT engines, keyed by model content, options, runtime and GPU, so
+    /// that reloads and copies of a model reuse them.
+    #[arg(long = "tensorrt_cache_dir")]
+    pub tensorrt_cache_dir: Option<PathBuf>,
+
+    /// Comma-separated custom operator libraries registered on every session.
+    #[arg(long = "custom_op_paths", value_delimiter = ',')]
+    pub custom_op_paths: Vec<PathBuf>,
+
     /// Threads inside one operator; 0 lets ONNX Runtime use every core.
     #[arg(long = "intra_op_threads", default_value_t = 0)]
     pub intra_op_threads: usize,

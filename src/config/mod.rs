@@ -3,6 +3,7 @@
 
 pub mod batching;
 pub mod cli;
+pub mod model_options;
 pub mod model_server_config;
 pub mod monitoring;
 pub mod ssl;

@@ -24,6 +24,15 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// For "field 'x' not found for message 'M'", returns "; known fields of M: a, b, c".
+fn known_fields_hint(error: &str) -> Option<String> {
+    let (_, rest) = error.split_once("not found for message '")?;
+    let message_name = rest.split('\'').next()?;
+    let descriptor = pool().ok()?.get_message_by_name(message_name)?;
+    let names: Vec<String> = descriptor.fields().map(|f| f.name().to_string()).collect();
+    Some(format!("; known fields of {message_name}: {}", names.join(", ")))
+}
+
 /// Parses `text` as the message `full_name` (e.g. `tensorflow.serving.BatchingParameters`).
 /// The error reads `Error parsing text-format <full_name>: <line>:<col>: <message>`, as TF
 /// Serving prints it.
@@ -37,7 +46,11 @@ pub fn parse_text_proto<T: prost::Message + Default>(text: &str, full_name: &str
             .and_then(|mut labels| labels.next())
             .map_or(text.len(), |label| label.offset());
         let (line, column) = line_and_column(text, offset);
-        format!("Error parsing text-format {full_name}: {line}:{column}: {error}")
+        let mut message = format!("Error parsing text-format {full_name}: {line}:{column}: {error}");
+        if let Some(known) = known_fields_hint(&error.to_string()) {
+            message.push_str(&known);
+        }
+        message
     })?;
     message.transcode_to::<T>().map_err(|e| format!("cannot convert {full_name}: {e}"))
 }

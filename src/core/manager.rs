@@ -37,6 +37,8 @@ pub struct VersionStatus {
     pub state: ServableState,
     /// Set when the version ended because of an error.
     pub error: Option<ServingError>,
+    /// The execution providers of an AVAILABLE (or UNLOADING) version; empty otherwise.
+    pub execution_providers: Vec<String>,
 }
 
 /// Every version the manager has ever tracked, per model. END entries are kept forever.
@@ -274,10 +276,18 @@ impl ManagerState {
     }
 
     fn set_status(&mut self, id: &ServableId, state: ServableState, error: Option<ServingError>) {
-        self.status
-            .entry(id.name.clone())
-            .or_default()
-            .insert(id.version, VersionStatus { version: id.version, state, error });
+        let versions = self.status.entry(id.name.clone()).or_default();
+        let execution_providers = match state {
+            ServableState::Unloading => versions.get(&id.version).map(|s| s.execution_providers.clone()),
+            _ => None,
+        };
+        let status = VersionStatus {
+            version: id.version,
+            state,
+            error,
+            execution_providers: execution_providers.unwrap_or_default(),
+        };
+        versions.insert(id.version, status);
     }
 
     fn register_model(&mut self, name: String, adapter: Arc<dyn SourceAdapter>) {
@@ -396,11 +406,16 @@ impl ManagerState {
             Ok(servable) => {
                 let (drained_tx, drained_rx) = oneshot::channel();
                 let lease = Arc::new(DrainLease { drained_tx: Mutex::new(Some(drained_tx)) });
+                let providers = servable.execution_providers();
                 entry.phase = Phase::Available(ServingVersion { servable, lease });
                 entry.loader = None;
                 self.drain_rx.insert(id.clone(), drained_rx);
-                info!(model = %id.name, version = id.version, "servable version is available");
+                info!(model = %id.name, version = id.version, execution_providers = ?providers,
+                    "servable version is available");
                 self.set_status(&id, ServableState::Available, None);
+                if let Some(status) = self.status.get_mut(&id.name).and_then(|v| v.get_mut(&id.version)) {
+                    status.execution_providers = providers;
+                }
             }
             Err(error) if entry.aspired && entry.attempts <= retries => {
                 warn!(model = %id.name, version = id.version, attempt = entry.attempts, error = %error,

@@ -8,6 +8,7 @@ pub mod manager;
 #[cfg(test)]
 mod manager_tests;
 pub mod model_config;
+pub mod model_options;
 pub mod policy;
 pub mod servable;
 pub mod signature;
@@ -17,6 +18,7 @@ pub use error::{Code, ServingError, ServingResult};
 pub use loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
 pub use manager::{AspiredVersionsManager, ManagerOptions, VersionStatus};
 pub use model_config::{ConfigReloader, ModelConfig, ReloadFuture};
+pub use model_options::{ExecutionProviderKind, ModelOptions};
 pub use policy::VersionPolicy;
 pub use servable::{
     CancelOnDrop, CancelSignal, RunOutputs, RunRequest, Servable, ServableHandle, ServableId, ServableState,

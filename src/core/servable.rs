@@ -178,6 +178,11 @@ pub trait Servable: Send + Sync + 'static {
 
     /// Returns the execution providers the model runs on, in priority order (e.g. `["CPU"]`).
     fn execution_providers(&self) -> Vec<String>;
+
+    /// Returns the model's image and label options, when it has any. Decorators forward it.
+    fn presentation(&self) -> Option<&super::model_options::PresentationOptions> {
+        None
+    }
 }
 
 /// A short-lived reference to a loaded version. The version cannot finish unloading while

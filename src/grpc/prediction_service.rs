@@ -12,6 +12,10 @@ use super::error::to_status;
 use super::model_spec::{deadline, echo, resolve};
 use super::GrpcState;
 use crate::codec::signature_proto::{signature_def_map, SIGNATURE_DEF_MAP_TYPE_URL};
+
+/// Our GetModelMetadata field listing the version's execution providers.
+pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
+const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
 use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
 use crate::core::{ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
 use crate::inference::predict;
@@ -67,18 +71,35 @@ impl PredictionServiceImpl {
                 "GetModelMetadataRequest must specify at least one metadata_field",
             ));
         }
-        if let Some(field) = request.metadata_field.iter().find(|f| *f != "signature_def") {
+        // NOTE: `execution_providers` is our extension, answered only when asked for.
+        if let Some(field) =
+            request.metadata_field.iter().find(|f| *f != "signature_def" && *f != EXECUTION_PROVIDERS_FIELD)
+        {
             return Err(ServingError::invalid_argument(format!("Metadata field {field} is not supported")));
         }
         let handle = self.state.manager.handle(&spec.name, &spec.version)?;
-        let map = signature_def_map(handle.servable.signatures());
-        let any = prost_types::Any { type_url: SIGNATURE_DEF_MAP_TYPE_URL.to_string(), value: map.encode_to_vec() };
+        let mut metadata = BTreeMap::new();
+        if request.metadata_field.iter().any(|f| f == "signature_def") {
+            let map = signature_def_map(handle.servable.signatures());
+            metadata.insert(
+                "signature_def".to_string(),
+                prost_types::Any { type_url: SIGNATURE_DEF_MAP_TYPE_URL.to_string(), value: map.encode_to_vec() },
+            );
+        }
+        if request.metadata_field.iter().any(|f| f == EXECUTION_PROVIDERS_FIELD) {
+            let providers =
+                crate::proto::onnx_serving::ExecutionProviders { providers: handle.servable.execution_providers() };
+            metadata.insert(
+                EXECUTION_PROVIDERS_FIELD.to_string(),
+                prost_types::Any {
+                    type_url: EXECUTION_PROVIDERS_TYPE_URL.to_string(),
+                    value: providers.encode_to_vec(),
+                },
+            );
+        }
         let mut model_spec = echo(&spec.name, handle.id.version, "");
         model_spec.signature_name.clear();
-        Ok(GetModelMetadataResponse {
-            model_spec: Some(model_spec),
-            metadata: BTreeMap::from([("signature_def".into(), any)]),
-        })
+        Ok(GetModelMetadataResponse { model_spec: Some(model_spec), metadata })
     }
 
     /// Resolves a Classify or Regress target, then explains why it cannot run yet.

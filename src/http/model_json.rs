@@ -24,11 +24,16 @@ pub fn status_json(statuses: &[VersionStatus]) -> Value {
                 Some(error) => (error.code.name(), error.message.as_str()),
                 None => ("OK", ""),
             };
-            json!({
+            let mut entry = json!({
                 "version": status.version.to_string(),
                 "state": status.state.name(),
                 "status": { "error_code": code, "error_message": message },
-            })
+            });
+            // NOTE: our extension, only on versions that run; TF Serving clients ignore it.
+            if !status.execution_providers.is_empty() {
+                entry["execution_providers"] = json!(status.execution_providers);
+            }
+            entry
         })
         .collect();
     json!({ "model_version_status": versions })
@@ -46,7 +51,7 @@ fn tensor_info_json(info: &TensorInfo) -> Value {
 }
 
 /// Builds the GetModelMetadata response, with TF's double-nested `signature_def`.
-pub fn metadata_json(name: &str, version: i64, signatures: &SignatureMap) -> Value {
+pub fn metadata_json(name: &str, version: i64, signatures: &SignatureMap, providers: &[String]) -> Value {
     let mut defs = Map::new();
     for (signature_name, signature) in signatures {
         let inputs: Map<String, Value> =
@@ -60,6 +65,6 @@ pub fn metadata_json(name: &str, version: i64, signatures: &SignatureMap) -> Val
     }
     json!({
         "model_spec": { "name": name, "signature_name": "", "version": version.to_string() },
-        "metadata": { "signature_def": { "signature_def": defs } },
+        "metadata": { "signature_def": { "signature_def": defs }, "execution_providers": providers },
     })
 }

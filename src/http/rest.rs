@@ -235,7 +235,12 @@ fn handle_get(state: &AppState, method: &Method, path: &str) -> Result<Response,
 fn status_or_metadata(state: &AppState, target: &ModelPath, metadata: bool) -> Result<Response, RestError> {
     let body = if metadata {
         let handle = state.manager.handle(&target.name, &target.version)?;
-        to_pretty_bytes(&metadata_json(&target.name, handle.id.version, handle.servable.signatures()))?
+        to_pretty_bytes(&metadata_json(
+            &target.name,
+            handle.id.version,
+            handle.servable.signatures(),
+            &handle.servable.execution_providers(),
+        ))?
     } else {
         // NOTE: TF Serving ignores a label on status requests and lists every version.
         let statuses = state

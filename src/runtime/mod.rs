@@ -2,6 +2,8 @@
 //! running them on worker threads. The only module that imports `ort`.
 
 mod convert;
+pub mod engine_cache;
+pub mod gpu;
 pub mod library;
 mod session;
 mod worker;
@@ -12,7 +14,10 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, Context};
 use tracing::info;
 
-pub use session::{ExecutionProviderKind, ModelIo, SessionOptions};
+pub use session::{
+    batch_profile_shapes, cuda_provider_options, tensorrt_provider_options, BatchProfile, ExecutionProviderKind,
+    ModelIo, ProviderFallback, SessionOptions,
+};
 pub use worker::OrtServable;
 
 /// The process-wide ONNX Runtime: the loaded library and its one environment.

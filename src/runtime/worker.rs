@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use ort::session::{RunOptions, Session};
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::convert::{from_output, to_input};
 use super::session::{model_io, ModelIo, SessionOptions};
 use super::OrtRuntime;
+use crate::core::model_options::PresentationOptions;
 use crate::core::{RunOutputs, RunRequest, Servable, ServingError, ServingResult, SignatureMap};
 
 struct Job {
@@ -56,6 +57,7 @@ impl SessionPool {
 pub struct OrtServable {
     signatures: SignatureMap,
     providers: Vec<String>,
+    presentation: PresentationOptions,
     pool: Arc<SessionPool>,
     job_tx: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Vec<JoinHandle<()>>,
@@ -75,10 +77,22 @@ impl OrtServable {
         let workers = workers.max(1);
         let mut sessions = Vec::with_capacity(workers);
         let mut providers = Vec::new();
-        for _ in 0..workers {
-            let (session, active) = runtime.build_session(model_path, options, log_context)?;
-            providers = active;
-            sessions.push(session);
+        for index in 0..workers {
+            let built = runtime.build_session(model_path, options, log_context)?;
+            if index == 0 {
+                // NOTE: every session of a version meets the same providers; say it once.
+                for fallback in &built.fallbacks {
+                    warn!(
+                        model = log_context,
+                        provider = fallback.provider.ort_name(),
+                        reason = %fallback.reason,
+                        "execution provider unavailable, falling back to the next one"
+                    );
+                }
+                info!(model = log_context, providers = ?built.active, sessions = workers, "sessions created");
+            }
+            providers = built.active;
+            sessions.push(built.session);
         }
         let (inputs, outputs) = match sessions.first() {
             Some(session) => model_io(session),
@@ -99,7 +113,20 @@ impl OrtServable {
                 .map_err(|e| ServingError::internal(format!("cannot start a model worker thread: {e}")))?;
             handles.push(handle);
         }
-        Ok(Self { signatures, providers, pool, job_tx: Mutex::new(Some(job_tx)), workers: handles })
+        Ok(Self {
+            signatures,
+            providers,
+            presentation: PresentationOptions::default(),
+            pool,
+            job_tx: Mutex::new(Some(job_tx)),
+            workers: handles,
+        })
+    }
+
+    /// Attaches how clients see the model's images and labels.
+    pub fn with_presentation(mut self, presentation: PresentationOptions) -> Self {
+        self.presentation = presentation;
+        self
     }
 }
 
@@ -186,6 +213,10 @@ impl Servable for OrtServable {
 
     fn execution_providers(&self) -> Vec<String> {
         self.providers.clone()
+    }
+
+    fn presentation(&self) -> Option<&PresentationOptions> {
+        Some(&self.presentation)
     }
 }
 

@@ -126,6 +126,18 @@ impl ServerConfig {
             .filter(|name| !name.trim().is_empty())
             .map(|name| name.parse::<ExecutionProviderKind>().map_err(|e| anyhow!("--execution_providers: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let require_provider = match args.require_execution_provider.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => {
+                Some(name.parse::<ExecutionProviderKind>().map_err(|e| anyhow!("--require_execution_provider: {e}"))?)
+            }
+        };
+        if !(0.0..=1.0).contains(&args.per_process_gpu_memory_fraction) {
+            bail!(
+                "--per_process_gpu_memory_fraction must be between 0 and 1; was {}",
+                args.per_process_gpu_memory_fraction
+            );
+        }
         let rest_api_address = match args.rest_api_address {
             Some(address) => Some(address),
             None if args.rest_api_port == 0 => None,
@@ -200,10 +212,26 @@ impl ServerConfig {
             ort_library_path: args.ort_library_path.clone(),
             session: SessionOptions {
                 execution_providers,
+                require_provider,
                 gpu_device_id: args.gpu_device_id,
+                gpu_memory_fraction: (args.per_process_gpu_memory_fraction > 0.0)
+                    .then_some(args.per_process_gpu_memory_fraction),
                 intra_op_threads: args.intra_op_threads,
                 inter_op_threads: args.inter_op_threads,
-                sessions_per_version: 1,
+                custom_op_libraries: args
+                    .custom_op_paths
+                    .iter()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(|p| if p.is_absolute() { p.clone() } else { working_dir.join(p) })
+                    .collect(),
+                tensorrt_cache_dir: args.tensorrt_cache_dir.as_ref().map(|p| {
+                    if p.is_absolute() {
+                        p.clone()
+                    } else {
+                        working_dir.join(p)
+                    }
+                }),
+                ..SessionOptions::default()
             },
             batching,
             model_config_file: args.model_config_file.clone(),

@@ -63,21 +63,65 @@ pub struct ServerProcess {
     pub child: Child,
     pub rest_address: SocketAddr,
     pub grpc_address: Option<SocketAddr>,
+    /// The log lines (stderr) so far, when started with `start_logged`.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Runs `onnx-serving serve` with `args` and `envs` until it exits (for startup failures).
+/// Returns the exit code and stdout + stderr.
+pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+        .arg("serve")
+        .args(args)
+        .arg("--rest_api_address=127.0.0.1:0")
+        .arg("--grpc_address=127.0.0.1:0")
+        .envs(envs.iter().copied())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run onnx-serving");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
 }
 
 impl ServerProcess {
     /// Starts `onnx-serving serve` with `args` plus an ephemeral REST address, and waits
     /// for the line that announces the bound address.
     pub fn start(args: &[&str]) -> Self {
+        Self::spawn(args, &[], false)
+    }
+
+    /// Like `start`, with extra environment variables, keeping the log lines in `logs`.
+    pub fn start_logged(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::spawn(args, envs, true)
+    }
+
+    /// Returns the log lines that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        self.logs.lock().expect("logs").iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
+    fn spawn(args: &[&str], envs: &[(&str, &str)], keep_logs: bool) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
             .arg("serve")
             .args(args)
             .arg("--rest_api_address=127.0.0.1:0")
             .arg("--grpc_address=127.0.0.1:0")
+            .envs(envs.iter().copied())
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if keep_logs { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
             .expect("spawn onnx-serving");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = std::sync::Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    logs.lock().expect("logs").push(line);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut grpc_address = None;
@@ -96,7 +140,7 @@ impl ServerProcess {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, rest_address, grpc_address }
+        ServerProcess { child, rest_address, grpc_address, logs }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,334 @@
+//! Per-model options as plain data: input/output aliases, image preprocessing, labels and
+//! execution settings. `config::model_options` reads them from `model_options.pbtxt`; the
+//! runtime, the image codec and the transports consume them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::DType;
+
+/// Lists the names a setting accepts, for errors such as "unknown resize mode `fit`
+/// (known: stretch, letterbox, center_crop)".
+fn unknown(what: &str, value: &str, known: &[&str]) -> String {
+    format!("unknown {what} `{value}` (known: {})", known.join(", "))
+}
+
+/// An execution provider that a model may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecutionProviderKind {
+    TensorRt,
+    Cuda,
+    Cpu,
+}
+
+impl ExecutionProviderKind {
+    /// Returns ONNX Runtime's name for the provider.
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            ExecutionProviderKind::TensorRt => "TensorrtExecutionProvider",
+            ExecutionProviderKind::Cuda => "CUDAExecutionProvider",
+            ExecutionProviderKind::Cpu => "CPUExecutionProvider",
+        }
+    }
+}
+
+impl FromStr for ExecutionProviderKind {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "tensorrt" | "trt" | "tensorrtexecutionprovider" => Ok(ExecutionProviderKind::TensorRt),
+            "cuda" | "cudaexecutionprovider" => Ok(ExecutionProviderKind::Cuda),
+            "cpu" | "cpuexecutionprovider" => Ok(ExecutionProviderKind::Cpu),
+            other => Err(unknown("execution provider", other, &["tensorrt", "cuda", "cpu"])),
+        }
+    }
+}
+
+/// ONNX Runtime's graph optimization levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GraphOptimization {
+    Disable,
+    Basic,
+    Extended,
+    #[default]
+    All,
+}
+
+impl FromStr for GraphOptimization {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "disable" => Ok(Self::Disable),
+            "basic" => Ok(Self::Basic),
+            "extended" => Ok(Self::Extended),
+            "all" => Ok(Self::All),
+            other => Err(unknown("graph optimization level", other, &["disable", "basic", "extended", "all"])),
+        }
+    }
+}
+
+/// How the CUDA arena grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArenaExtendStrategy {
+    NextPowerOfTwo,
+    SameAsRequested,
+}
+
+impl FromStr for ArenaExtendStrategy {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "next_power_of_two" => Ok(Self::NextPowerOfTwo),
+            "same_as_requested" => Ok(Self::SameAsRequested),
+            other => Err(unknown("arena_extend_strategy", other, &["next_power_of_two", "same_as_requested"])),
+        }
+    }
+}
+
+/// How cuDNN picks convolution algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgoSearch {
+    Exhaustive,
+    Heuristic,
+    Default,
+}
+
+impl FromStr for ConvAlgoSearch {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "exhaustive" => Ok(Self::Exhaustive),
+            "heuristic" => Ok(Self::Heuristic),
+            "default" => Ok(Self::Default),
+            other => Err(unknown("cudnn_conv_algo_search", other, &["exhaustive", "heuristic", "default"])),
+        }
+    }
+}
+
+/// CPU session settings; `None` keeps the global value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuSettings {
+    pub intra_op_threads: Option<usize>,
+    pub inter_op_threads: Option<usize>,
+    pub arena: Option<bool>,
+}
+
+/// CUDA provider settings; `None` keeps ONNX Runtime's default (or the global flag).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CudaSettings {
+    pub device_id: Option<i32>,
+    pub gpu_mem_limit: Option<u64>,
+    pub arena_extend_strategy: Option<ArenaExtendStrategy>,
+    pub cudnn_conv_algo_search: Option<ConvAlgoSearch>,
+    pub cuda_graph: Option<bool>,
+    pub tf32: Option<bool>,
+}
+
+/// TensorRT provider settings; `None` keeps ONNX Runtime's default (or the global flag).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TensorRtSettings {
+    pub device_id: Option<i32>,
+    pub fp16: Option<bool>,
+    pub int8: Option<bool>,
+    pub int8_calibration_table: Option<PathBuf>,
+    pub max_workspace_size: Option<u64>,
+    pub builder_optimization_level: Option<u8>,
+    pub timing_cache: Option<bool>,
+    pub engine_cache: Option<bool>,
+    pub cuda_graph: Option<bool>,
+    pub profile_min_shapes: Option<String>,
+    pub profile_opt_shapes: Option<String>,
+    pub profile_max_shapes: Option<String>,
+}
+
+/// A model's execution settings, each overriding the global flag when set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionSettings {
+    pub providers: Option<Vec<ExecutionProviderKind>>,
+    pub require_provider: Option<ExecutionProviderKind>,
+    pub graph_optimization: Option<GraphOptimization>,
+    /// Absolute paths, registered after the global `--custom_op_paths`.
+    pub custom_op_libraries: Vec<PathBuf>,
+    pub cpu: CpuSettings,
+    pub cuda: CudaSettings,
+    pub tensorrt: TensorRtSettings,
+}
+
+/// Where the channels sit in an image input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[batch, channels, height, width]`.
+    Nchw,
+    /// `[batch, height, width, channels]`.
+    Nhwc,
+}
+
+impl FromStr for Layout {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_uppercase().as_str() {
+            "NCHW" => Ok(Self::Nchw),
+            "NHWC" => Ok(Self::Nhwc),
+            _ => Err(unknown("layout", value, &["NHWC", "NCHW"])),
+        }
+    }
+}
+
+/// The channel order of an image tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorOrder {
+    Rgb,
+    Bgr,
+    Gray,
+}
+
+impl ColorOrder {
+    pub fn channels(self) -> usize {
+        if self == ColorOrder::Gray {
+            1
+        } else {
+            3
+        }
+    }
+}
+
+impl FromStr for ColorOrder {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "rgb" => Ok(Self::Rgb),
+            "bgr" => Ok(Self::Bgr),
+            "gray" | "grey" => Ok(Self::Gray),
+            other => Err(unknown("color", other, &["rgb", "bgr", "gray"])),
+        }
+    }
+}
+
+/// How an image is brought to the input's height and width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResizeMode {
+    /// Scale both axes to the target, ignoring the aspect ratio.
+    #[default]
+    Stretch,
+    /// Fit inside the target keeping the aspect ratio, and pad the rest.
+    Letterbox,
+    /// Fill the target keeping the aspect ratio, and crop the centre.
+    CenterCrop,
+}
+
+impl FromStr for ResizeMode {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "stretch" => Ok(Self::Stretch),
+            "letterbox" => Ok(Self::Letterbox),
+            "center_crop" => Ok(Self::CenterCrop),
+            other => Err(unknown("resize mode", other, &["stretch", "letterbox", "center_crop"])),
+        }
+    }
+}
+
+/// The range 0..255 pixels are mapped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelScale {
+    UnitInterval,
+    Symmetric,
+    Bytes,
+}
+
+impl PixelScale {
+    /// Maps a 0..255 pixel into the range.
+    pub fn apply(self, pixel: u8) -> f32 {
+        match self {
+            PixelScale::UnitInterval => f32::from(pixel) / 255.0,
+            PixelScale::Symmetric => f32::from(pixel) / 127.5 - 1.0,
+            PixelScale::Bytes => f32::from(pixel),
+        }
+    }
+}
+
+impl FromStr for PixelScale {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "0..1" => Ok(Self::UnitInterval),
+            "-1..1" => Ok(Self::Symmetric),
+            "0..255" => Ok(Self::Bytes),
+            other => Err(unknown("scale", other, &["0..1", "-1..1", "0..255"])),
+        }
+    }
+}
+
+/// How uploaded images become an input tensor; `None` fields are inferred from the input.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageOptions {
+    pub input: Option<String>,
+    pub layout: Option<Layout>,
+    pub color: Option<ColorOrder>,
+    pub resize: ResizeMode,
+    pub scale: Option<PixelScale>,
+    /// Empty, one value for every channel, or one per channel.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub dtype: Option<DType>,
+    pub pad_value: u8,
+}
+
+/// A classifier's class names, read from the labels file at load time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labels {
+    pub names: Vec<String>,
+    pub top_k: usize,
+    /// The output alias that holds the scores; `None` picks the only rank-2 output.
+    pub output: Option<String>,
+}
+
+/// What transports need to know beyond the signatures: how images become the input, and
+/// the class names of a classifier.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PresentationOptions {
+    pub image: Option<ImageOptions>,
+    pub labels: Option<Labels>,
+}
+
+/// Everything `model_options.pbtxt` says about a model version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelOptions {
+    /// ONNX name -> alias.
+    pub input_aliases: BTreeMap<String, String>,
+    pub output_aliases: BTreeMap<String, String>,
+    pub image: Option<ImageOptions>,
+    pub labels: Option<Labels>,
+    pub execution: ExecutionSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_list_the_known_ones() {
+        let error = "fit".parse::<ResizeMode>().expect_err("unknown");
+        assert_eq!(error, "unknown resize mode `fit` (known: stretch, letterbox, center_crop)");
+        assert_eq!("TensorRT".parse::<ExecutionProviderKind>(), Ok(ExecutionProviderKind::TensorRt));
+        assert!("rocm".parse::<ExecutionProviderKind>().expect_err("unknown").contains("tensorrt, cuda, cpu"));
+        assert_eq!("nchw".parse::<Layout>(), Ok(Layout::Nchw));
+    }
+
+    #[test]
+    fn scales_map_the_pixel_range() {
+        assert_eq!(PixelScale::UnitInterval.apply(255), 1.0);
+        assert_eq!(PixelScale::Symmetric.apply(0), -1.0);
+        assert_eq!(PixelScale::Symmetric.apply(255), 1.0);
+        assert_eq!(PixelScale::Bytes.apply(7), 7.0);
+    }
+}
