@@ -34,7 +34,7 @@ fn digit() -> Vec<u8> {
 /// Median microseconds per image over `ROUNDS` rounds of `iterations`.
 fn ours(data: &[u8], dims: [i64; 4], iterations: usize) -> f64 {
     let info = TensorInfo { name: "x".into(), dtype: DType::Float, shape: Some(dims.to_vec()) };
-    let target = image_target(&info).expect("image target");
+    let target = image_target(&info, None).expect("valid").expect("image target");
     let images = [Bytes::copy_from_slice(data)];
     let mut per_image = Vec::new();
     for _ in 0..ROUNDS {

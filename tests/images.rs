@@ -201,3 +201,101 @@ async fn uploads_match_the_json_path_and_respect_the_layout() {
     assert_eq!((status, body["error"].as_str()), (400, Some("the form has no 'image' or 'images' file field")));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn per_model_image_options_shape_the_tensor() {
+    // The image_nchw fixture echoes its float [batch, 3, 4, 5] input, so the response is the
+    // preprocessed tensor itself.
+    let base = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&repo_path("tests/fixtures/image_nchw"), base.path());
+    std::fs::write(
+        base.path().join("model_options.pbtxt"),
+        r#"image { color: "bgr" resize: "letterbox" scale: "-1..1" mean: [0.1, 0.2, 0.3] std: [0.5, 0.25, 2.0] pad_value: 0 }"#,
+    )
+    .expect("options");
+    let server = start_server(&[("echo", base.path().to_path_buf())]).await;
+    let client = reqwest::Client::new();
+    // 10x4 of one colour: letterboxed into 5x4 it becomes 5x2 with a padded row above and below.
+    let rgb = [10u8, 100, 250];
+    let image = image::RgbImage::from_fn(10, 4, |_, _| image::Rgb(rgb));
+    let png = encode(image::DynamicImage::ImageRgb8(image), image::ImageFormat::Png);
+    let form = Form::new().part("image", png_part(png));
+    let (status, body) = json_of(
+        client
+            .post(format!("{}/v1/models/echo:predict", base_url(&server)))
+            .multipart(form)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<Vec<Vec<f64>>> = serde_json::from_value(body["predictions"][0].clone()).expect("[3][4][5]");
+    let (mean, std) = ([0.1f64, 0.2, 0.3], [0.5f64, 0.25, 2.0]);
+    let bgr = [rgb[2], rgb[1], rgb[0]];
+    for (channel, plane) in got.iter().enumerate() {
+        for (row, values) in plane.iter().enumerate() {
+            let pixel = if row == 0 || row == 3 { 0 } else { bgr[channel] };
+            let want = (f64::from(pixel) / 127.5 - 1.0 - mean[channel]) / std[channel];
+            for value in values {
+                assert!((value - want).abs() < 1e-5, "channel {channel} row {row}: {value} vs {want}: {body}");
+            }
+            assert_eq!(values.len(), 5);
+        }
+        assert_eq!(plane.len(), 4);
+    }
+    assert_eq!(got.len(), 3);
+    server.shutdown().await;
+
+    // Options that contradict the input fail the load, naming the file and the conflict.
+    std::fs::write(base.path().join("model_options.pbtxt"), r#"image { color: "gray" }"#).expect("options");
+    let error = match onnx_serving::server::start(common::test_config(&[("echo", base.path().to_path_buf())])).await {
+        Ok(_) => panic!("a gray image option on a 3-channel input must not load"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("model_options.pbtxt") && error.contains("makes 1 channel(s), but input"), "{error}");
+}
+
+#[tokio::test]
+async fn a_labels_file_adds_the_top_classes_to_image_responses() {
+    let base = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&repo_path("models/mnist_image"), base.path());
+    let names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+    std::fs::write(base.path().join("labels.txt"), names.join("\n") + "\n").expect("labels");
+    std::fs::write(base.path().join("model_options.pbtxt"), "labels { file: \"labels.txt\" top_k: 3 }\n")
+        .expect("options");
+    let server = start_server(&[("digits", base.path().to_path_buf())]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/models/digits:predict", base_url(&server));
+    let png = encode(image::DynamicImage::ImageLuma8(digit()), image::ImageFormat::Png);
+    let form = Form::new().part("image", png_part(png.clone())).part("image", png_part(png.clone()));
+    let (status, body) = json_of(client.post(&url).multipart(form).send().await.expect("send")).await;
+    assert_eq!(status, 200, "{body}");
+    let labels = body["labels"].as_array().expect("labels").clone();
+    assert_eq!(labels.len(), 2, "one list per image: {body}");
+    for (row, top) in labels.iter().enumerate() {
+        let scores: Vec<f64> = serde_json::from_value(body["predictions"][row].clone()).expect("scores");
+        let mut order: Vec<usize> = (0..10).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        let top = top.as_array().expect("top-k");
+        assert_eq!(top.len(), 3);
+        for (rank, entry) in top.iter().enumerate() {
+            let index = order[rank];
+            assert_eq!(entry["index"], json!(index), "{body}");
+            assert_eq!(entry["label"], json!(names[index]));
+            assert!((entry["score"].as_f64().expect("score") - scores[index]).abs() < 1e-6);
+        }
+    }
+    // The base64 JSON path carries them too; plain tensor requests keep TF Serving's shape.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+    let (_, body) =
+        json_of(client.post(&url).body(json!({"instances": [{"b64": b64}]}).to_string()).send().await.expect("send"))
+            .await;
+    assert_eq!(body["labels"][0].as_array().map(Vec::len), Some(3), "{body}");
+    let pixels = vec![vec![vec![0.0f32; 1]; 28]; 28];
+    let (_, body) =
+        json_of(client.post(&url).body(json!({"instances": [pixels]}).to_string()).send().await.expect("send")).await;
+    assert!(body.get("labels").is_none() && body["predictions"][0].as_array().map(Vec::len) == Some(10), "{body}");
+    server.shutdown().await;
+}

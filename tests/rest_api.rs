@@ -227,3 +227,36 @@ async fn gzip_bodies_are_accepted() {
     assert_eq!(parse(&response.text().await.expect("text")), json!({"predictions": [4.0]}));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn aliases_from_model_options_rename_inputs_and_outputs() {
+    let base = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&repo_path("models/half_plus_two"), base.path());
+    std::fs::write(
+        base.path().join("model_options.pbtxt"),
+        "input_aliases { key: \"x\" value: \"value\" }\noutput_aliases { key: \"y\" value: \"result\" }\n",
+    )
+    .expect("options");
+    let server = start_server(&[("hpt", base.path().to_path_buf())]).await;
+    let client = reqwest::Client::new();
+    let base_url = base_url(&server);
+    let metadata = parse(
+        &client
+            .get(format!("{base_url}/v1/models/hpt/metadata"))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text"),
+    );
+    let signature = &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"];
+    assert_eq!(signature["inputs"]["value"]["name"], "x", "the alias keys the ONNX name: {metadata}");
+    assert_eq!(signature["outputs"]["result"]["name"], "y");
+    let url = format!("{base_url}/v1/models/hpt:predict");
+    let (status, body) = post(&client, &url, r#"{"inputs": {"value": [1.0, 4.0]}}"#).await;
+    assert_eq!((status, parse(&body)), (200, json!({"outputs": [2.5, 4.0]})));
+    let (status, body) = post(&client, &url, r#"{"inputs": {"x": [1.0]}}"#).await;
+    assert_eq!(status, 400, "the ONNX name is no longer an alias: {body}");
+    server.shutdown().await;
+}

@@ -1,14 +1,16 @@
-//! Images to tensors: formats decoded with `image` (sizes bounded before decoding), resized
-//! with `fast_image_resize`, and laid out as the model's image input asks (NCHW or NHWC,
-//! gray or RGB, uint8 0..255 or float/half 0..1).
+//! Images to tensors: formats decoded with `image` (sizes bounded before decoding), brought
+//! to the input's size with `fast_image_resize` (stretch, letterbox or center crop), and laid
+//! out as the model's image input and its image options ask (NCHW or NHWC, gray, RGB or BGR,
+//! uint8 0..255 or float/half scaled and normalised per channel).
 
 use std::io::Cursor;
 
 use bytes::Bytes;
 use fast_image_resize::images::Image;
-use fast_image_resize::{PixelType, Resizer};
+use fast_image_resize::{PixelType, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageReader};
 
+use crate::core::model_options::{image_plan, ImageOptions};
 use crate::core::{DType, ServingError, ServingResult, Tensor, TensorInfo};
 
 /// Bounds on what one request may upload.
@@ -25,55 +27,12 @@ impl Default for ImageLimits {
     }
 }
 
-/// Where the channels sit in the model's input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// `[batch, channels, height, width]`.
-    Nchw,
-    /// `[batch, height, width, channels]`.
-    Nhwc,
-}
+pub use crate::core::model_options::{ColorOrder, ImagePlan, Layout, ResizeMode};
 
-/// What the model's image input wants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageTarget {
-    pub layout: Layout,
-    /// `None` when the dimension is dynamic: the image keeps its own size.
-    pub height: Option<u32>,
-    pub width: Option<u32>,
-    /// 1 (gray) or 3 (RGB).
-    pub channels: usize,
-    /// UInt8 keeps 0..255; Float and Half scale to 0..1.
-    pub dtype: DType,
-}
-
-fn fixed(dim: i64) -> Option<u32> {
-    u32::try_from(dim).ok().filter(|&d| d > 0)
-}
-
-/// Returns the image target of an input, or `None` when it is not image-shaped: rank 4 with
-/// 1 or 3 channels first (NCHW) or last (NHWC), and a uint8, float or half element type.
-pub fn image_target(info: &TensorInfo) -> Option<ImageTarget> {
-    if !matches!(info.dtype, DType::UInt8 | DType::Float | DType::Half) {
-        return None;
-    }
-    let dims = info.shape.as_deref()?;
-    let [_, a, b, c] = *dims else { return None };
-    let is_channels = |d: i64| d == 1 || d == 3;
-    let (layout, channels, height, width) = if is_channels(c) {
-        (Layout::Nhwc, c, a, b)
-    } else if is_channels(a) {
-        (Layout::Nchw, a, b, c)
-    } else {
-        return None;
-    };
-    Some(ImageTarget {
-        layout,
-        height: fixed(height),
-        width: fixed(width),
-        channels: channels as usize,
-        dtype: info.dtype,
-    })
+/// Returns how images feed `info` (see `core::model_options::image_plan`), or `None` when it
+/// is not an image input. Options that contradict the input are FAILED_PRECONDITION.
+pub fn image_target(info: &TensorInfo, options: Option<&ImageOptions>) -> ServingResult<Option<ImagePlan>> {
+    image_plan(info, options).map_err(|e| ServingError::failed_precondition(format!("model_options.pbtxt: {e}")))
 }
 
 fn decode_one(index: usize, data: &[u8], limits: &ImageLimits) -> ServingResult<DynamicImage> {
@@ -108,29 +67,63 @@ fn decode_one(index: usize, data: &[u8], limits: &ImageLimits) -> ServingResult<
     reader.decode().map_err(|e| bad(format!("cannot decode the image: {e}")))
 }
 
-/// Returns `channels`-channel pixels of `image`, resized to `width` × `height` (stretched).
-fn pixels(image: DynamicImage, channels: usize, width: u32, height: u32) -> ServingResult<Vec<u8>> {
+/// Returns the interleaved (HWC) 8-bit pixels of `image` in the plan's color order, brought
+/// to `width` × `height` by the plan's resize mode.
+fn pixels(image: DynamicImage, plan: &ImagePlan, width: u32, height: u32) -> ServingResult<Vec<u8>> {
     let (source_width, source_height) = (image.width(), image.height());
     // NOTE: `into_*` keeps the decoded buffer when it already has the wanted channels.
-    let (buffer, pixel_type) = if channels == 1 {
+    let (mut buffer, pixel_type) = if plan.color == ColorOrder::Gray {
         (image.into_luma8().into_raw(), PixelType::U8)
     } else {
         (image.into_rgb8().into_raw(), PixelType::U8x3)
     };
+    if plan.color == ColorOrder::Bgr {
+        for pixel in buffer.chunks_exact_mut(3) {
+            pixel.swap(0, 2);
+        }
+    }
     if (source_width, source_height) == (width, height) {
         return Ok(buffer);
     }
     let internal = |e: String| ServingError::internal(format!("image resize failed: {e}"));
     let source =
         Image::from_vec_u8(source_width, source_height, buffer, pixel_type).map_err(|e| internal(e.to_string()))?;
-    let mut target = Image::new(width, height, pixel_type);
-    Resizer::new().resize(&source, &mut target, None).map_err(|e| internal(e.to_string()))?;
-    Ok(target.into_vec())
+    let mut resizer = Resizer::new();
+    match plan.resize {
+        ResizeMode::Stretch => {
+            let mut target = Image::new(width, height, pixel_type);
+            resizer.resize(&source, &mut target, None).map_err(|e| internal(e.to_string()))?;
+            Ok(target.into_vec())
+        }
+        ResizeMode::CenterCrop => {
+            let mut target = Image::new(width, height, pixel_type);
+            let options = ResizeOptions::new().fit_into_destination(Some((0.5, 0.5)));
+            resizer.resize(&source, &mut target, &options).map_err(|e| internal(e.to_string()))?;
+            Ok(target.into_vec())
+        }
+        ResizeMode::Letterbox => {
+            let scale =
+                f64::min(f64::from(width) / f64::from(source_width), f64::from(height) / f64::from(source_height));
+            let fitted_width = ((f64::from(source_width) * scale).round() as u32).clamp(1, width);
+            let fitted_height = ((f64::from(source_height) * scale).round() as u32).clamp(1, height);
+            let mut fitted = Image::new(fitted_width, fitted_height, pixel_type);
+            resizer.resize(&source, &mut fitted, None).map_err(|e| internal(e.to_string()))?;
+            let channels = plan.channels();
+            let mut canvas = vec![plan.pad_value; width as usize * height as usize * channels];
+            let (left, top) = ((width - fitted_width) / 2, (height - fitted_height) / 2);
+            let row_bytes = fitted_width as usize * channels;
+            for (row, line) in fitted.buffer().chunks_exact(row_bytes).enumerate() {
+                let start = ((top as usize + row) * width as usize + left as usize) * channels;
+                canvas[start..start + row_bytes].copy_from_slice(line);
+            }
+            Ok(canvas)
+        }
+    }
 }
 
-/// Decodes `images` into one `[batch, ...]` tensor for `target`. Every error is
+/// Decodes `images` into one `[batch, ...]` tensor for `plan`. Every error is
 /// INVALID_ARGUMENT and names the image.
-pub fn images_to_tensor(images: &[Bytes], target: &ImageTarget, limits: &ImageLimits) -> ServingResult<Tensor> {
+pub fn images_to_tensor(images: &[Bytes], plan: &ImagePlan, limits: &ImageLimits) -> ServingResult<Tensor> {
     if images.is_empty() {
         return Err(ServingError::invalid_argument("the request carries no image"));
     }
@@ -141,40 +134,74 @@ pub fn images_to_tensor(images: &[Bytes], target: &ImageTarget, limits: &ImageLi
             limits.max_images
         )));
     }
-    let mut size: Option<(u32, u32)> = target.width.zip(target.height);
+    let mut size: Option<(u32, u32)> = plan.width.zip(plan.height);
     let mut all = Vec::new();
     for (index, data) in images.iter().enumerate() {
         let image = decode_one(index, data, limits)?;
         // NOTE: a dynamic size takes the first image's; later images are resized to it, so
         // the batch stays one tensor.
         let (width, height) =
-            *size.get_or_insert((target.width.unwrap_or(image.width()), target.height.unwrap_or(image.height())));
-        all.push(pixels(image, target.channels, width, height)?);
+            *size.get_or_insert((plan.width.unwrap_or(image.width()), plan.height.unwrap_or(image.height())));
+        all.push(pixels(image, plan, width, height)?);
     }
     let (width, height) = size.unwrap_or_default();
-    let (w, h, c) = (width as usize, height as usize, target.channels);
-    let mut ordered = Vec::with_capacity(all.len() * w * h * c);
-    for hwc in &all {
-        match target.layout {
-            Layout::Nhwc => ordered.extend_from_slice(hwc),
-            Layout::Nchw => {
-                for channel in 0..c {
-                    ordered.extend(hwc.iter().skip(channel).step_by(c));
+    let (w, h, c) = (width as usize, height as usize, plan.channels());
+    let shape = match plan.layout {
+        Layout::Nhwc => vec![all.len(), h, w, c],
+        Layout::Nchw => vec![all.len(), c, h, w],
+    };
+    let count = all.len() * w * h * c;
+    if plan.dtype == DType::UInt8 {
+        return Ok(Tensor::from_vec(shape, in_tensor_order(&all, plan.layout, c, count, |v, _| v)));
+    }
+    // NOTE: one lookup table per channel: 256 entries cover every pixel value.
+    let tables: Vec<[f32; 256]> = (0..c)
+        .map(|channel| {
+            let mut table = [0f32; 256];
+            for (pixel, slot) in table.iter_mut().enumerate() {
+                *slot = (plan.scale.apply(pixel as u8) - plan.mean[channel]) / plan.std[channel];
+            }
+            table
+        })
+        .collect();
+    if plan.dtype == DType::Half {
+        let halves: Vec<[half::f16; 256]> =
+            tables.iter().map(|table| std::array::from_fn(|i| half::f16::from_f32(table[i]))).collect();
+        let values = in_tensor_order(&all, plan.layout, c, count, |v, channel| halves[channel][v as usize]);
+        return Ok(Tensor::from_vec(shape, values));
+    }
+    let values = in_tensor_order(&all, plan.layout, c, count, |v, channel| tables[channel][v as usize]);
+    Ok(Tensor::from_vec(shape, values))
+}
+
+/// Maps every pixel value of the HWC images with `f(value, channel)`, in tensor order.
+fn in_tensor_order<T>(
+    images: &[Vec<u8>],
+    layout: Layout,
+    channels: usize,
+    count: usize,
+    f: impl Fn(u8, usize) -> T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(count);
+    for hwc in images {
+        match (layout, channels) {
+            (_, 1) => out.extend(hwc.iter().map(|&v| f(v, 0))),
+            (Layout::Nhwc, 3) => {
+                for pixel in hwc.chunks_exact(3) {
+                    out.extend([f(pixel[0], 0), f(pixel[1], 1), f(pixel[2], 2)]);
+                }
+            }
+            (Layout::Nhwc, _) => {
+                out.extend(hwc.iter().enumerate().map(|(i, &v)| f(v, i % channels)));
+            }
+            (Layout::Nchw, _) => {
+                for channel in 0..channels {
+                    out.extend(hwc.iter().skip(channel).step_by(channels).map(|&v| f(v, channel)));
                 }
             }
         }
     }
-    let shape = match target.layout {
-        Layout::Nhwc => vec![all.len(), h, w, c],
-        Layout::Nchw => vec![all.len(), c, h, w],
-    };
-    Ok(match target.dtype {
-        DType::UInt8 => Tensor::from_vec(shape, ordered),
-        DType::Half => {
-            Tensor::from_vec(shape, ordered.iter().map(|&v| half::f16::from_f32(f32::from(v) / 255.0)).collect())
-        }
-        _ => Tensor::from_vec(shape, ordered.iter().map(|&v| f32::from(v) / 255.0).collect::<Vec<f32>>()),
-    })
+    out
 }
 
 #[cfg(test)]
@@ -194,28 +221,28 @@ mod tests {
 
     #[test]
     fn layouts_are_inferred_from_the_channel_dimension() {
-        let nhwc = image_target(&info(DType::Float, &[-1, 28, 28, 1])).expect("NHWC");
-        assert_eq!((nhwc.layout, nhwc.channels, nhwc.height, nhwc.width), (Layout::Nhwc, 1, Some(28), Some(28)));
-        let nchw = image_target(&info(DType::UInt8, &[-1, 3, 224, 224])).expect("NCHW");
-        assert_eq!((nchw.layout, nchw.channels), (Layout::Nchw, 3));
-        let dynamic = image_target(&info(DType::Float, &[-1, -1, -1, 3])).expect("dynamic");
+        let nhwc = image_target(&info(DType::Float, &[-1, 28, 28, 1]), None).expect("ok").expect("NHWC");
+        assert_eq!((nhwc.layout, nhwc.channels(), nhwc.height, nhwc.width), (Layout::Nhwc, 1, Some(28), Some(28)));
+        let nchw = image_target(&info(DType::UInt8, &[-1, 3, 224, 224]), None).expect("ok").expect("NCHW");
+        assert_eq!((nchw.layout, nchw.channels()), (Layout::Nchw, 3));
+        let dynamic = image_target(&info(DType::Float, &[-1, -1, -1, 3]), None).expect("ok").expect("dynamic");
         assert_eq!((dynamic.height, dynamic.width), (None, None));
-        assert!(image_target(&info(DType::Float, &[-1, 784])).is_none());
-        assert!(image_target(&info(DType::Int64, &[-1, 28, 28, 1])).is_none());
-        assert!(image_target(&info(DType::Float, &[-1, 5, 7, 9])).is_none());
+        assert!(image_target(&info(DType::Float, &[-1, 784]), None).expect("ok").is_none());
+        assert!(image_target(&info(DType::Int64, &[-1, 28, 28, 1]), None).expect("ok").is_none());
+        assert!(image_target(&info(DType::Float, &[-1, 5, 7, 9]), None).expect("ok").is_none());
     }
 
     #[test]
     fn pixels_land_where_the_layout_puts_them() {
         // A 5x4 image whose red is x, green y, blue 200.
         let image = png(5, 4, |x, y| [x as u8, y as u8, 200]);
-        let nchw = image_target(&info(DType::Float, &[-1, 3, 4, 5])).expect("target");
+        let nchw = image_target(&info(DType::Float, &[-1, 3, 4, 5]), None).expect("ok").expect("target");
         let tensor = images_to_tensor(std::slice::from_ref(&image), &nchw, &ImageLimits::default()).expect("decode");
         assert_eq!(tensor.shape, vec![1, 3, 4, 5]);
         let values = tensor.values::<f32>().expect("f32");
         let at = |c: usize, y: usize, x: usize| values[c * 20 + y * 5 + x];
         assert_eq!((at(0, 2, 3), at(1, 2, 3), at(2, 2, 3)), (3.0 / 255.0, 2.0 / 255.0, 200.0 / 255.0));
-        let nhwc = image_target(&info(DType::UInt8, &[-1, 4, 5, 3])).expect("target");
+        let nhwc = image_target(&info(DType::UInt8, &[-1, 4, 5, 3]), None).expect("ok").expect("target");
         let tensor = images_to_tensor(&[image], &nhwc, &ImageLimits::default()).expect("decode");
         let values = tensor.values::<u8>().expect("u8");
         assert_eq!(&values[(2 * 5 + 3) * 3..(2 * 5 + 3) * 3 + 3], &[3, 2, 200]);
@@ -223,7 +250,7 @@ mod tests {
 
     #[test]
     fn images_are_resized_and_batched() {
-        let target = image_target(&info(DType::Float, &[-1, 8, 8, 1])).expect("target");
+        let target = image_target(&info(DType::Float, &[-1, 8, 8, 1]), None).expect("ok").expect("target");
         let gray = png(32, 16, |_, _| [90, 90, 90]);
         let tensor = images_to_tensor(&[gray.clone(), gray], &target, &ImageLimits::default()).expect("decode");
         assert_eq!(tensor.shape, vec![2, 8, 8, 1]);
@@ -232,7 +259,7 @@ mod tests {
 
     #[test]
     fn hostile_uploads_are_refused_with_a_reason() {
-        let target = image_target(&info(DType::Float, &[-1, 8, 8, 3])).expect("target");
+        let target = image_target(&info(DType::Float, &[-1, 8, 8, 3]), None).expect("ok").expect("target");
         let limits = ImageLimits { max_pixels: 100, max_images: 2 };
         let error = |images: &[Bytes]| images_to_tensor(images, &target, &limits).expect_err("refused").message;
         assert!(error(&[png(20, 20, |_, _| [0; 3])]).contains("more than the limit of 100 pixels"));
@@ -242,5 +269,68 @@ mod tests {
         assert!(error(&[Bytes::new()]).contains("empty"));
         let one = png(2, 2, |_, _| [1; 3]);
         assert!(error(&[one.clone(), one.clone(), one]).contains("more than the limit of 2"));
+    }
+
+    fn plan(dims: &[i64], options: ImageOptions) -> ImagePlan {
+        image_target(&info(DType::Float, dims), Some(&options)).expect("valid").expect("image")
+    }
+
+    #[test]
+    fn bgr_scale_mean_and_std_are_applied_per_channel() {
+        use crate::core::model_options::PixelScale;
+        let image = png(2, 1, |x, _| if x == 0 { [10, 20, 30] } else { [255, 0, 128] });
+        let options = ImageOptions {
+            color: Some(ColorOrder::Bgr),
+            scale: Some(PixelScale::Symmetric),
+            mean: vec![0.1, 0.2, 0.3],
+            std: vec![0.5, 0.25, 2.0],
+            ..ImageOptions::default()
+        };
+        let tensor = images_to_tensor(&[image], &plan(&[-1, 1, 2, 3], options), &ImageLimits::default()).expect("ok");
+        let values = tensor.values::<f32>().expect("f32");
+        let expected = |pixel: u8, c: usize| {
+            let (mean, std) = ([0.1f32, 0.2, 0.3][c], [0.5f32, 0.25, 2.0][c]);
+            (f32::from(pixel) / 127.5 - 1.0 - mean) / std
+        };
+        // BGR: the first value of each pixel is its blue.
+        let want =
+            [expected(30, 0), expected(20, 1), expected(10, 2), expected(128, 0), expected(0, 1), expected(255, 2)];
+        for (got, want) in values.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{values:?} vs {want}");
+        }
+    }
+
+    #[test]
+    fn letterbox_pads_and_center_crop_cuts() {
+        // A 4x2 image into 4x4: scaled by 1, centred, one padded row above and below.
+        let wide = png(4, 2, |_, _| [200, 200, 200]);
+        let options = ImageOptions { resize: ResizeMode::Letterbox, pad_value: 7, ..ImageOptions::default() };
+        let uint8 = |options: &ImageOptions, dims: &[i64]| {
+            image_target(&info(DType::UInt8, dims), Some(options)).expect("valid").expect("image")
+        };
+        let tensor = images_to_tensor(&[wide], &uint8(&options, &[-1, 4, 4, 1]), &ImageLimits::default()).expect("ok");
+        let rows: Vec<Vec<u8>> = tensor.values::<u8>().expect("u8").chunks(4).map(|r| r.to_vec()).collect();
+        assert_eq!(rows, vec![vec![7; 4], vec![200; 4], vec![200; 4], vec![7; 4]]);
+        // A 6x2 image whose middle two columns are white, cropped to 2x2: only white is left.
+        let striped = png(6, 2, |x, _| if (2..4).contains(&x) { [255; 3] } else { [0; 3] });
+        let options = ImageOptions { resize: ResizeMode::CenterCrop, ..ImageOptions::default() };
+        let tensor =
+            images_to_tensor(std::slice::from_ref(&striped), &uint8(&options, &[-1, 2, 2, 1]), &ImageLimits::default())
+                .expect("ok");
+        assert_eq!(tensor.values::<u8>().expect("u8").to_vec(), vec![255; 4]);
+        // Stretched instead, the black columns show.
+        let stretched =
+            images_to_tensor(&[striped], &uint8(&ImageOptions::default(), &[-1, 2, 2, 1]), &ImageLimits::default())
+                .expect("ok");
+        assert!(stretched.values::<u8>().expect("u8").iter().any(|&v| v < 200));
+    }
+
+    #[test]
+    fn half_outputs_carry_the_same_values() {
+        let image = png(1, 1, |_, _| [51, 102, 255]);
+        let target = image_target(&info(DType::Half, &[-1, 1, 1, 3]), None).expect("valid").expect("image");
+        let tensor = images_to_tensor(&[image], &target, &ImageLimits::default()).expect("ok");
+        let values: Vec<f32> = tensor.values::<half::f16>().expect("f16").iter().map(|v| v.to_f32()).collect();
+        assert_eq!(values, vec![half::f16::from_f32(0.2).to_f32(), half::f16::from_f32(0.4).to_f32(), 1.0]);
     }
 }

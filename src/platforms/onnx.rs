@@ -154,6 +154,16 @@ fn presentation(servable: &OrtServable, options: &ModelOptions) -> ServingResult
         if let Some(input) = &image.input {
             image.input = Some(resolve(input, &signature.inputs, "image.input")?);
         }
+        // NOTE: options that contradict the image input fail the load, not each request.
+        let target = match &image.input {
+            Some(alias) => signature.inputs.get(alias),
+            None if signature.inputs.len() == 1 => signature.inputs.values().next(),
+            None => None,
+        };
+        if let Some(info) = target {
+            crate::core::model_options::image_plan(info, Some(image))
+                .map_err(|e| ServingError::failed_precondition(format!("{file}: {e}")))?;
+        }
     }
     let mut labels = options.labels.clone();
     if let Some(labels) = labels.as_mut() {
