@@ -51,6 +51,7 @@ fn signatures() -> SignatureMap {
         method_name: "tensorflow/serving/predict".to_owned(),
         inputs: BTreeMap::from([("x".to_owned(), info)]),
         outputs: BTreeMap::new(),
+        example_spec: None,
     };
     BTreeMap::from([(DEFAULT_SIGNATURE.to_owned(), signature)])
 }

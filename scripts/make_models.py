@@ -13,6 +13,7 @@ Outputs (overwritten on every run, byte-for-byte deterministic):
   tests/fixtures/slow_loop/1/model.onnx
   models/mnist_image/1/model.onnx
   tests/fixtures/image_nchw/1/model.onnx, tests/fixtures/image_nhwc_u8/1/model.onnx
+  tests/fixtures/example_half_plus_two/1/model.onnx (Classify/Regress over tf.Example)
   tests/fixtures/string_upper/1/model.onnx (needs onnxruntime-extensions to run)
 """
 import os
@@ -342,6 +343,40 @@ def build_slow_loop():
     return path
 
 
+def build_example_half_plus_two():
+    """half_plus_two with TF Serving's output conventions, for Classify and Regress over
+    tf.Example on an ONNX model: input x float [batch, 1] (fed from feature "x"), outputs
+    scores and outputs (both 0.5x + 2, [batch, 1]) and classes (the string "y", [batch, 1])."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch_dim(), 1])
+    outputs = [
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch_dim(), 1]),
+        helper.make_tensor_value_info("outputs", TensorProto.FLOAT, [batch_dim(), 1]),
+        helper.make_tensor_value_info("classes", TensorProto.STRING, [batch_dim(), 1]),
+    ]
+    a = numpy_helper.from_array(np.array(0.5, dtype=np.float32), "a")
+    b = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "b")
+    label = numpy_helper.from_array(np.array([["y"]], dtype=object), "label")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "a"], ["ax"]),
+            helper.make_node("Add", ["ax", "b"], ["scores"]),
+            helper.make_node("Identity", ["scores"], ["outputs"]),
+            helper.make_node("Shape", ["x"], ["x_shape"]),
+            helper.make_node("Expand", ["label", "x_shape"], ["classes"]),
+        ],
+        "example_half_plus_two",
+        [x],
+        outputs,
+        initializer=[a, b, label],
+    )
+    path = save(make_model(graph), "tests/fixtures/example_half_plus_two/1/model.onnx")
+    scores, regressed, classes = session(path).run(None, {"x": np.array([[2.0], [3.0]], dtype=np.float32)})
+    np.testing.assert_allclose(scores, [[3.0], [3.5]])
+    np.testing.assert_allclose(regressed, [[3.0], [3.5]])
+    assert classes.tolist() == [["y"], ["y"]], classes
+    return path
+
+
 def build_string_upper():
     """A model whose one node is StringUpper from onnxruntime-extensions' ai.onnx.contrib
     domain: it loads only with that custom op library registered (--custom_op_paths)."""
@@ -383,6 +418,7 @@ def main():
     paths.append(build_slow_loop())
     paths.append(build_image_echo("image_nchw", TensorProto.FLOAT, [3, 4, 5]))
     paths.append(build_image_echo("image_nhwc_u8", TensorProto.UINT8, [4, 5, 3]))
+    paths.append(build_example_half_plus_two())
     paths.append(build_string_upper())
     print()
     for p in paths:

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prost::Message;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::codec::tensor_proto::decode_tensor;
 use crate::core::{
@@ -88,6 +88,24 @@ fn run_predict(servable: &dyn Servable, request: PredictRequest) -> ServingResul
     handle.block_on(predict(servable, signature, inputs, &request.output_filter, None)).map(|_| ())
 }
 
+fn run_examples(
+    servable: &dyn Servable,
+    spec: Option<&crate::proto::tensorflow::serving::ModelSpec>,
+    input: Option<&crate::proto::tensorflow::serving::Input>,
+    classify: bool,
+) -> ServingResult<()> {
+    let signature = spec.map(|s| s.signature_name.as_str()).unwrap_or_default();
+    let input = crate::codec::example_proto::input_from_proto(input)?;
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| ServingError::internal("warmup needs the server's async runtime"))?;
+    let result = if classify {
+        handle.block_on(crate::inference::classify(servable, signature, &input, None)).map(|_| ())
+    } else {
+        handle.block_on(crate::inference::regress(servable, signature, &input, None)).map(|_| ())
+    };
+    result.map_err(|e| ServingError::new(e.code, format!("warmup request failed: {}", e.message)))
+}
+
 /// Runs the warmup file of `version_dir` against `servable`, `iterations` times per record.
 /// No file is fine; a bad file or a failing request is an error.
 pub fn run_warmup(servable: &dyn Servable, version_dir: &Path, iterations: usize) -> ServingResult<usize> {
@@ -122,12 +140,26 @@ pub fn run_warmup(servable: &dyn Servable, version_dir: &Path, iterations: usize
                             .map_err(|e| ServingError::new(e.code, format!("warmup request failed: {}", e.message)))?;
                     }
                 }
-                Some(
-                    prediction_log::LogType::ClassifyLog(_)
-                    | prediction_log::LogType::RegressLog(_)
-                    | prediction_log::LogType::MultiInferenceLog(_),
-                ) => {
-                    warn!(path = %path.display(), "skipping a tf.Example warmup record: Classify/Regress need the tensorflow platform");
+                Some(prediction_log::LogType::ClassifyLog(log)) => {
+                    let request = log.request.unwrap_or_default();
+                    for _ in 0..iterations.max(1) {
+                        run_examples(servable, request.model_spec.as_ref(), request.input.as_ref(), true)?;
+                    }
+                }
+                Some(prediction_log::LogType::RegressLog(log)) => {
+                    let request = log.request.unwrap_or_default();
+                    for _ in 0..iterations.max(1) {
+                        run_examples(servable, request.model_spec.as_ref(), request.input.as_ref(), false)?;
+                    }
+                }
+                Some(prediction_log::LogType::MultiInferenceLog(log)) => {
+                    let request = log.request.unwrap_or_default();
+                    for _ in 0..iterations.max(1) {
+                        for task in &request.tasks {
+                            let classify = task.method_name == "tensorflow/serving/classify";
+                            run_examples(servable, task.model_spec.as_ref(), request.input.as_ref(), classify)?;
+                        }
+                    }
                 }
                 Some(prediction_log::LogType::PredictStreamedLog(_)) => {
                     return Err(ServingError::unimplemented("Unsupported log_type for warmup: 7"));

@@ -10,11 +10,14 @@ use common::{repo_path, start_server, test_config, ServerProcess};
 use onnx_serving::proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use onnx_serving::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use onnx_serving::proto::tensorflow::serving::{
-    model_server_config, model_spec, ClassificationRequest, GetModelMetadataRequest, GetModelStatusRequest,
-    InferenceTask, ModelConfig, ModelConfigList, ModelServerConfig, ModelSpec, MultiInferenceRequest, PredictRequest,
-    RegressionRequest, ReloadConfigRequest, SignatureDefMap,
+    inference_result, input, model_server_config, model_spec, ClassificationRequest, ExampleList,
+    ExampleListWithContext, GetModelMetadataRequest, GetModelStatusRequest, InferenceTask, Input, ModelConfig,
+    ModelConfigList, ModelServerConfig, ModelSpec, MultiInferenceRequest, PredictRequest, RegressionRequest,
+    ReloadConfigRequest, SignatureDefMap,
 };
-use onnx_serving::proto::tensorflow::{tensor_shape_proto, TensorProto, TensorShapeProto};
+use onnx_serving::proto::tensorflow::{
+    feature, tensor_shape_proto, Example, Feature, Features, FloatList, TensorProto, TensorShapeProto,
+};
 use onnx_serving::server::{start, RunningServer};
 use prost::Message;
 use tonic::transport::Channel;
@@ -253,30 +256,100 @@ async fn metadata_carries_the_signature_def_map() {
     server.shutdown().await;
 }
 
+fn example(x: Option<f32>) -> Example {
+    let feature = x.map(|x| Feature { kind: Some(feature::Kind::FloatList(FloatList { value: vec![x] })) });
+    Example { features: Some(Features { feature: feature.map(|f| ("x".to_string(), f)).into_iter().collect() }) }
+}
+
+fn example_input(values: &[f32]) -> Option<Input> {
+    let examples = values.iter().map(|&x| example(Some(x))).collect();
+    Some(Input { kind: Some(input::Kind::ExampleList(ExampleList { examples })) })
+}
+
 #[tokio::test]
-async fn tf_example_methods_say_what_they_need() {
-    let server = start_server(&[("half_plus_two", repo_path("models/half_plus_two"))]).await;
+async fn classify_regress_and_multi_inference_parse_tf_examples() {
+    let server = start_server(&[
+        ("hpt", repo_path("tests/fixtures/example_half_plus_two")),
+        ("half_plus_two", repo_path("models/half_plus_two")),
+    ])
+    .await;
     let mut client = PredictionServiceClient::new(channel(&server).await);
-    let status = client
-        .classify(ClassificationRequest { model_spec: spec("half_plus_two"), input: None })
+    let response = client
+        .classify(ClassificationRequest { model_spec: spec("hpt"), input: example_input(&[2.0, 3.0]) })
         .await
-        .expect_err("unimplemented");
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("tf.Example"), "{}", status.message());
-    let status = client
-        .regress(RegressionRequest { model_spec: spec("half_plus_two"), input: None })
+        .expect("classify")
+        .into_inner();
+    let classes: Vec<Vec<(String, f32)>> = response
+        .result
+        .expect("result")
+        .classifications
+        .iter()
+        .map(|c| c.classes.iter().map(|class| (class.label.clone(), class.score)).collect())
+        .collect();
+    assert_eq!(classes, vec![vec![("y".to_string(), 3.0)], vec![("y".to_string(), 3.5)]]);
+    let echoed = response.model_spec.expect("model_spec");
+    assert_eq!((echoed.name.as_str(), echoed.signature_name.as_str()), ("hpt", "serving_default"));
+    // Context: the example wins; an example without x takes the context's.
+    let with_context = Input {
+        kind: Some(input::Kind::ExampleListWithContext(ExampleListWithContext {
+            examples: vec![example(Some(4.0)), example(None)],
+            context: Some(example(Some(10.0))),
+        })),
+    };
+    let response = client
+        .regress(RegressionRequest { model_spec: spec("hpt"), input: Some(with_context) })
         .await
-        .expect_err("unimplemented");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect("regress")
+        .into_inner();
+    let values: Vec<f32> = response.result.expect("result").regressions.iter().map(|r| r.value).collect();
+    assert_eq!(values, vec![4.0, 7.0]);
+
+    let task = |signature: &str, method: &str| InferenceTask {
+        model_spec: Some(ModelSpec { name: "hpt".into(), signature_name: signature.into(), ..Default::default() }),
+        method_name: method.into(),
+    };
+    let response = client
+        .multi_inference(MultiInferenceRequest {
+            tasks: vec![task("", "tensorflow/serving/regress")],
+            input: example_input(&[2.0]),
+        })
+        .await
+        .expect("multi inference")
+        .into_inner();
+    assert_eq!(response.results.len(), 1);
+    match &response.results[0].result {
+        Some(inference_result::Result::RegressionResult(result)) => assert_eq!(result.regressions[0].value, 3.0),
+        other => panic!("expected a regression result, got {other:?}"),
+    }
+    assert_eq!(response.results[0].model_spec.as_ref().map(|s| s.signature_name.as_str()), Some("serving_default"));
+
+    // TF Serving's errors.
+    assert_status(
+        client.classify(ClassificationRequest { model_spec: spec("hpt"), input: None }).await,
+        Code::InvalidArgument,
+        "Input is empty.",
+    );
+    let missing_x = Some(Input { kind: Some(input::Kind::ExampleList(ExampleList { examples: vec![example(None)] })) });
+    assert_status(
+        client.regress(RegressionRequest { model_spec: spec("hpt"), input: missing_x }).await,
+        Code::InvalidArgument,
+        "Name: <unknown>, Feature: x (data type: float) is required but could not be found.",
+    );
+    // half_plus_two's input has no shape, so no feature spec follows from it.
+    let status = client
+        .classify(ClassificationRequest { model_spec: spec("half_plus_two"), input: example_input(&[1.0]) })
+        .await
+        .expect_err("unknown rank");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("cannot be fed from tf.Example features"), "{}", status.message());
     assert_status(
         client.classify(ClassificationRequest { model_spec: spec("nope"), input: None }).await,
         Code::NotFound,
         "Servable not found for request: Latest(nope)",
     );
-    let signature =
-        Some(ModelSpec { name: "half_plus_two".into(), signature_name: "missing".into(), ..Default::default() });
+    let signature = Some(ModelSpec { name: "hpt".into(), signature_name: "missing".into(), ..Default::default() });
     assert_status(
-        client.regress(RegressionRequest { model_spec: signature, input: None }).await,
+        client.regress(RegressionRequest { model_spec: signature, input: example_input(&[1.0]) }).await,
         Code::InvalidArgument,
         "No signature was found with the name: missing",
     );
@@ -286,28 +359,28 @@ async fn tf_example_methods_say_what_they_need() {
         "Missing ModelSpec",
     );
 
-    let task = |name: &str, signature: &str| InferenceTask {
+    let multi = |tasks| MultiInferenceRequest { tasks, input: example_input(&[1.0]) };
+    let named = |name: &str, signature: &str| InferenceTask {
         model_spec: Some(ModelSpec { name: name.into(), signature_name: signature.into(), ..Default::default() }),
-        method_name: String::new(),
+        method_name: "tensorflow/serving/classify".into(),
     };
-    let multi = |tasks| MultiInferenceRequest { tasks, input: None };
     assert_status(
-        client.multi_inference(multi(vec![task("half_plus_two", "a"), task("other", "b")])).await,
+        client.multi_inference(multi(vec![named("hpt", "a"), named("other", "b")])).await,
         Code::InvalidArgument,
         "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
     );
     assert_status(
-        client.multi_inference(multi(vec![task("half_plus_two", "a"), task("half_plus_two", "a")])).await,
+        client.multi_inference(multi(vec![named("hpt", "a"), named("hpt", "a")])).await,
         Code::InvalidArgument,
         "Duplicate evaluation of signature: a",
     );
     assert_status(
-        client.multi_inference(multi(vec![task("", "a")])).await,
+        client.multi_inference(multi(vec![named("", "a")])).await,
         Code::InvalidArgument,
         "Found ModelSpec with an empty model name.",
     );
     assert_status(
-        client.multi_inference(multi(vec![task("half_plus_two", "serving_default")])).await,
+        client.multi_inference(multi(vec![task("serving_default", "tensorflow/serving/predict")])).await,
         Code::Unimplemented,
         "Unsupported signature method_name: tensorflow/serving/predict",
     );

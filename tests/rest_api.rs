@@ -260,3 +260,39 @@ async fn aliases_from_model_options_rename_inputs_and_outputs() {
     assert_eq!(status, 400, "the ONNX name is no longer an alias: {body}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn classify_and_regress_take_tf_example_json() {
+    let server = start_server(&[("hpt", repo_path("tests/fixtures/example_half_plus_two"))]).await;
+    let client = reqwest::Client::new();
+    let url = |method: &str| format!("{}/v1/models/hpt:{method}", base_url(&server));
+    let (status, body) = post(&client, &url("classify"), r#"{"examples": [{"x": 2.0}, {"x": 3.0}]}"#).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"results":[[["y",3.0]],[["y",3.5]]]}"#));
+    let (status, body) =
+        post(&client, &url("regress"), r#"{"context": {"x": 10.0}, "examples": [{"x": 4.0}, {}]}"#).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"results":[4.0,7.0]}"#), "the example wins over the context");
+    let versioned = format!("{}/v1/models/hpt/versions/1:regress", base_url(&server));
+    let (status, body) =
+        post(&client, &versioned, r#"{"signature_name": "serving_default", "examples": [{"x": [2.0]}]}"#).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"results":[3.0]}"#));
+
+    // TF Serving's errors, as 400s in its error format.
+    let error = |body: String| parse(&body)["error"].as_str().unwrap_or_default().to_string();
+    let (status, body) = post(&client, &url("regress"), r#"{"examples": [{"x": 2}]}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error(body),
+        "Name: <unknown>, Key: x, Index: 0.  Data types don't match. Data type: int64 but expected type: float",
+        "an integer token is an int64 feature, as in TF Serving"
+    );
+    let (status, body) = post(&client, &url("classify"), r#"{"instances": [1.0]}"#).await;
+    assert_eq!(status, 400);
+    assert!(error(body).ends_with("When method is classify, key 'examples' is expected and was not found"));
+    let (status, body) = post(&client, &url("classify"), r#"{"examples": [{"y": 1.0}]}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(error(body), "Name: <unknown>, Feature: x (data type: float) is required but could not be found.");
+    let (status, body) =
+        post(&client, &url("regress"), r#"{"signature_name": "nope", "examples": [{"x": 1.0}]}"#).await;
+    assert_eq!((status, error(body).as_str()), (400, "No signature was found with the name: nope"));
+    server.shutdown().await;
+}

@@ -59,10 +59,22 @@ async fn warmup_runs_before_serving_and_failures_fail_the_load() {
     let server = start(config).await.expect("warm version loads");
     let mut records_read = 0;
     let mut runs = 0;
+    // NOTE: the recorder is process-wide; other tests of this binary record too, so only
+    // this model's series count.
+    let good_path = good.path().display().to_string();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let label = |name: &str| key.key().labels().find(|l| l.key() == name).map(|l| l.value().to_string());
         match (key.key().name(), value) {
-            (WARMUP_RECORDS_READ, DebugValue::Counter(count)) => records_read += count,
-            (":tensorflow:serving:runtime_latency", DebugValue::Histogram(values)) => runs += values.len(),
+            (WARMUP_RECORDS_READ, DebugValue::Counter(count))
+                if label("model_path").is_some_and(|p| p.starts_with(&good_path)) =>
+            {
+                records_read += count
+            }
+            (":tensorflow:serving:runtime_latency", DebugValue::Histogram(values))
+                if label("model_name").as_deref() == Some("mnist") =>
+            {
+                runs += values.len()
+            }
             _ => {}
         }
     }
@@ -109,4 +121,56 @@ async fn warmup_runs_before_serving_and_failures_fail_the_load() {
         .expect("predict");
     assert_eq!(predict.status(), 200);
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_and_regress_records_warm_up_tf_example_signatures() {
+    use onnx_serving::proto::tensorflow::serving::{
+        input, ClassificationRequest, ClassifyLog, ExampleList, Input, RegressLog, RegressionRequest,
+    };
+    use onnx_serving::proto::tensorflow::{feature, Example, Feature, Features, FloatList};
+    let example = |key: &str| Example {
+        features: Some(Features {
+            feature: [(
+                key.to_string(),
+                Feature { kind: Some(feature::Kind::FloatList(FloatList { value: vec![2.0] })) },
+            )]
+            .into_iter()
+            .collect(),
+        }),
+    };
+    let input =
+        |key: &str| Some(Input { kind: Some(input::Kind::ExampleList(ExampleList { examples: vec![example(key)] })) });
+    let spec = Some(ModelSpec { name: "hpt".into(), ..Default::default() });
+    let classify = PredictionLog {
+        log_type: Some(prediction_log::LogType::ClassifyLog(ClassifyLog {
+            request: Some(ClassificationRequest { model_spec: spec.clone(), input: input("x") }),
+            response: None,
+        })),
+        ..Default::default()
+    };
+    let regress = |key: &str| PredictionLog {
+        log_type: Some(prediction_log::LogType::RegressLog(RegressLog {
+            request: Some(RegressionRequest { model_spec: spec.clone(), input: input(key) }),
+            response: None,
+        })),
+        ..Default::default()
+    };
+    let with_warmup = |dir: &Path, file: &[u8]| {
+        copy_dir(&repo_path("tests/fixtures/example_half_plus_two/1"), dir);
+        std::fs::create_dir_all(dir.join("assets.extra")).expect("mkdir");
+        std::fs::write(dir.join(WARMUP_FILE), file).expect("write warmup");
+    };
+    let good = tempfile::tempdir().expect("tempdir");
+    with_warmup(&good.path().join("1"), &write_tfrecords(&[classify.encode_to_vec(), regress("x").encode_to_vec()]));
+    let server = start(test_config(&[("hpt", good.path().to_path_buf())])).await.expect("warm version loads");
+    server.shutdown().await;
+    // A record whose Examples lack the feature fails the load with TF's parser error.
+    let bad = tempfile::tempdir().expect("tempdir");
+    with_warmup(&bad.path().join("1"), &write_tfrecords(&[regress("y").encode_to_vec()]));
+    let error = start(test_config(&[("hpt", bad.path().to_path_buf())])).await.err().expect("warmup fails").to_string();
+    assert!(
+        error.contains("warmup request failed: Name: <unknown>, Feature: x (data type: float) is required"),
+        "{error}"
+    );
 }

@@ -46,8 +46,12 @@ mod tests {
         inputs
             .insert("x".to_string(), TensorInfo { name: "x:0".into(), dtype: DType::Float, shape: Some(vec![-1, 1]) });
         inputs.insert("e".to_string(), TensorInfo { name: "tf_example:0".into(), dtype: DType::String, shape: None });
-        let signature =
-            SignatureDef { method_name: "tensorflow/serving/predict".into(), inputs, outputs: BTreeMap::new() };
+        let signature = SignatureDef {
+            method_name: "tensorflow/serving/predict".into(),
+            inputs,
+            outputs: BTreeMap::new(),
+            example_spec: None,
+        };
         let map = signature_def_map(&BTreeMap::from([("serving_default".to_string(), signature)]));
         let def = &map.signature_def["serving_default"];
         assert_eq!(def.method_name, "tensorflow/serving/predict");

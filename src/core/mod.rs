@@ -3,6 +3,7 @@
 //! Nothing here knows about HTTP, gRPC, ONNX Runtime or file watching.
 
 pub mod error;
+pub mod example;
 pub mod loader;
 pub mod manager;
 #[cfg(test)]

@@ -21,11 +21,15 @@ pub struct TensorInfo {
 }
 
 /// A signature, as TF's `SignatureDef`. Maps are keyed by alias, sorted.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SignatureDef {
     pub method_name: String,
     pub inputs: BTreeMap<String, TensorInfo>,
     pub outputs: BTreeMap<String, TensorInfo>,
+    /// For a signature that parses tf.Example (a converted SavedModel's classify or regress
+    /// signature): how Examples become the model's inputs. Its `inputs` then show TF's
+    /// serialized-Example input, which the model never sees.
+    pub example_spec: Option<super::example::ExampleSpec>,
 }
 
 /// All signatures of a servable, keyed by signature name.

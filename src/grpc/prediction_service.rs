@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::error::to_status;
 use super::model_spec::{deadline, echo, resolve};
 use super::GrpcState;
+use crate::codec::example_proto::{classification_result, input_from_proto, regression_result};
 use crate::codec::signature_proto::{signature_def_map, SIGNATURE_DEF_MAP_TYPE_URL};
 
 /// Our GetModelMetadata field listing the version's execution providers.
@@ -22,8 +23,8 @@ use crate::inference::predict;
 use crate::observability::record_request;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
 use crate::proto::tensorflow::serving::{
-    ClassificationRequest, ClassificationResponse, GetModelMetadataRequest, GetModelMetadataResponse,
-    MultiInferenceRequest, MultiInferenceResponse, PredictRequest, PredictResponse, RegressionRequest,
+    inference_result, ClassificationRequest, ClassificationResponse, GetModelMetadataRequest, GetModelMetadataResponse,
+    InferenceResult, MultiInferenceRequest, MultiInferenceResponse, PredictRequest, PredictResponse, RegressionRequest,
     RegressionResponse,
 };
 use crate::proto::tensorflow::TensorProto;
@@ -102,60 +103,94 @@ impl PredictionServiceImpl {
         Ok(GetModelMetadataResponse { model_spec: Some(model_spec), metadata })
     }
 
-    /// Resolves a Classify or Regress target, then explains why it cannot run yet.
-    fn example_method(
+    async fn classify_request(
         &self,
-        method: &str,
-        spec: Option<&crate::proto::tensorflow::serving::ModelSpec>,
-    ) -> ServingError {
-        let result = resolve(spec).and_then(|spec| {
-            let handle = self.state.manager.handle(&spec.name, &spec.version)?;
-            example_signature(&handle, &spec.signature_name).map(|_| spec)
-        });
-        match result {
-            Err(error) => error,
-            Ok(spec) => tf_example_unimplemented(method, &spec.name, &spec.signature_name),
-        }
+        request: ClassificationRequest,
+        deadline: Option<Instant>,
+    ) -> ServingResult<ClassificationResponse> {
+        let spec = resolve(request.model_spec.as_ref())?;
+        let handle = self.state.manager.handle(&spec.name, &spec.version)?;
+        let input = input_from_proto(request.input.as_ref())?;
+        let (signature, results) =
+            crate::inference::classify(handle.servable.as_ref(), &spec.signature_name, &input, deadline).await?;
+        Ok(ClassificationResponse {
+            model_spec: Some(echo(&spec.name, handle.id.version, &signature)),
+            result: Some(classification_result(&results)),
+        })
     }
 
-    fn multi_inference_error(&self, request: &MultiInferenceRequest) -> ServingError {
-        let check = || -> ServingResult<ServingError> {
-            let first = request.tasks.first().ok_or_else(|| {
-                ServingError::invalid_argument("MultiInferenceRequest must contain at least one task")
-            })?;
-            let model = first.model_spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
-            let mut signatures = BTreeSet::new();
-            for task in &request.tasks {
-                let name = task.model_spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
-                if name.is_empty() {
-                    return Err(ServingError::invalid_argument("Found ModelSpec with an empty model name."));
-                }
-                if name != model {
-                    return Err(ServingError::invalid_argument(
-                        "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
-                    ));
-                }
-                let signature = resolve(task.model_spec.as_ref())?.signature_name;
-                if !signatures.insert(signature.clone()) {
-                    return Err(ServingError::invalid_argument(format!(
-                        "Duplicate evaluation of signature: {signature}"
-                    )));
-                }
+    async fn regress_request(
+        &self,
+        request: RegressionRequest,
+        deadline: Option<Instant>,
+    ) -> ServingResult<RegressionResponse> {
+        let spec = resolve(request.model_spec.as_ref())?;
+        let handle = self.state.manager.handle(&spec.name, &spec.version)?;
+        let input = input_from_proto(request.input.as_ref())?;
+        let (signature, results) =
+            crate::inference::regress(handle.servable.as_ref(), &spec.signature_name, &input, deadline).await?;
+        Ok(RegressionResponse {
+            model_spec: Some(echo(&spec.name, handle.id.version, &signature)),
+            result: Some(regression_result(&results)),
+        })
+    }
+
+    /// MultiInference: every task on the model of the first, each a Classify or Regress of
+    /// the same Examples. NOTE: TF runs the tasks' signatures in one session run; here each
+    /// task runs on its own, with the same results.
+    async fn multi_inference_request(
+        &self,
+        request: MultiInferenceRequest,
+        deadline: Option<Instant>,
+    ) -> ServingResult<MultiInferenceResponse> {
+        let first = request
+            .tasks
+            .first()
+            .ok_or_else(|| ServingError::invalid_argument("MultiInferenceRequest must contain at least one task"))?;
+        let model = first.model_spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
+        let mut signatures = BTreeSet::new();
+        for task in &request.tasks {
+            let name = task.model_spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
+            if name.is_empty() {
+                return Err(ServingError::invalid_argument("Found ModelSpec with an empty model name."));
             }
-            let spec = resolve(first.model_spec.as_ref())?;
-            let handle = self.state.manager.handle(&spec.name, &spec.version)?;
-            for signature in &signatures {
-                let def = example_signature(&handle, signature)?;
-                if def.method_name != CLASSIFY_METHOD && def.method_name != REGRESS_METHOD {
-                    return Err(ServingError::unimplemented(format!(
-                        "Unsupported signature method_name: {}",
-                        def.method_name
-                    )));
-                }
+            if name != model {
+                return Err(ServingError::invalid_argument(
+                    "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
+                ));
             }
-            Ok(tf_example_unimplemented("MultiInference", &spec.name, &spec.signature_name))
-        };
-        check().unwrap_or_else(|error| error)
+            let signature = resolve(task.model_spec.as_ref())?.signature_name;
+            if !signatures.insert(signature.clone()) {
+                return Err(ServingError::invalid_argument(format!("Duplicate evaluation of signature: {signature}")));
+            }
+            if task.method_name != CLASSIFY_METHOD && task.method_name != REGRESS_METHOD {
+                return Err(ServingError::unimplemented(format!(
+                    "Unsupported signature method_name: {}",
+                    task.method_name
+                )));
+            }
+        }
+        let spec = resolve(first.model_spec.as_ref())?;
+        let handle = self.state.manager.handle(&spec.name, &spec.version)?;
+        let input = input_from_proto(request.input.as_ref())?;
+        let servable = handle.servable.as_ref();
+        let mut results = Vec::with_capacity(request.tasks.len());
+        for task in &request.tasks {
+            let signature = resolve(task.model_spec.as_ref())?.signature_name;
+            example_signature(&handle, &signature)?;
+            let result = if task.method_name == CLASSIFY_METHOD {
+                let (_, classes) = crate::inference::classify(servable, &signature, &input, deadline).await?;
+                inference_result::Result::ClassificationResult(classification_result(&classes))
+            } else {
+                let (_, values) = crate::inference::regress(servable, &signature, &input, deadline).await?;
+                inference_result::Result::RegressionResult(regression_result(&values))
+            };
+            results.push(InferenceResult {
+                model_spec: Some(echo(&spec.name, handle.id.version, &signature)),
+                result: Some(result),
+            });
+        }
+        Ok(MultiInferenceResponse { results })
     }
 }
 
@@ -165,13 +200,6 @@ fn example_signature<'a>(handle: &'a ServableHandle, name: &str) -> ServingResul
         .signatures()
         .get(name)
         .ok_or_else(|| ServingError::invalid_argument(format!("No signature was found with the name: {name}")))
-}
-
-fn tf_example_unimplemented(method: &str, model: &str, signature: &str) -> ServingError {
-    ServingError::unimplemented(format!(
-        "{method} needs a signature that parses tf.Example inputs, and signature {signature} of model {model} \
-         has no tf.Example mapping: serve a SavedModel with --model_platform=tensorflow, or use Predict"
-    ))
 }
 
 fn typed_len(proto: &TensorProto) -> usize {
@@ -233,34 +261,34 @@ impl PredictionService for PredictionServiceImpl {
         request: Request<ClassificationRequest>,
     ) -> Result<Response<ClassificationResponse>, Status> {
         let started = Instant::now();
-        let error = self.example_method("Classify", request.get_ref().model_spec.as_ref());
-        record_request(
-            &model_name(request.get_ref().model_spec.as_ref()),
-            "Classify",
-            "GRPC",
-            error.code.name(),
-            started,
-        );
-        Err(to_status(error))
+        let deadline = deadline(request.metadata());
+        let request = request.into_inner();
+        let model = model_name(request.model_spec.as_ref());
+        let span = tracing::info_span!("grpc_classify", model = %model);
+        let result = self.classify_request(request, deadline).instrument(span).await;
+        record_request(&model, "Classify", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn regress(&self, request: Request<RegressionRequest>) -> Result<Response<RegressionResponse>, Status> {
         let started = Instant::now();
-        let error = self.example_method("Regress", request.get_ref().model_spec.as_ref());
-        record_request(
-            &model_name(request.get_ref().model_spec.as_ref()),
-            "Regress",
-            "GRPC",
-            error.code.name(),
-            started,
-        );
-        Err(to_status(error))
+        let deadline = deadline(request.metadata());
+        let request = request.into_inner();
+        let model = model_name(request.model_spec.as_ref());
+        let span = tracing::info_span!("grpc_regress", model = %model);
+        let result = self.regress_request(request, deadline).instrument(span).await;
+        record_request(&model, "Regress", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        result.map(Response::new).map_err(to_status)
     }
 
     async fn multi_inference(
         &self,
         request: Request<MultiInferenceRequest>,
     ) -> Result<Response<MultiInferenceResponse>, Status> {
-        Err(to_status(self.multi_inference_error(request.get_ref())))
+        let deadline = deadline(request.metadata());
+        let request = request.into_inner();
+        let model = request.tasks.first().map(|t| model_name(t.model_spec.as_ref())).unwrap_or_default();
+        let span = tracing::info_span!("grpc_multi_inference", model = %model);
+        self.multi_inference_request(request, deadline).instrument(span).await.map(Response::new).map_err(to_status)
     }
 }

@@ -16,6 +16,7 @@ use super::error::{json_response, RestError};
 use super::image_upload::{b64_upload, image_input, is_upload, predict_upload, read_upload, Upload};
 use super::model_json::{metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
+use crate::codec::json::classify::{parse_example_request, write_classify_response, write_regress_response};
 use crate::codec::json::{parse_predict_request, write_predict_response};
 use crate::core::{ServingError, ServingResult, VersionRequest};
 use crate::inference::predict;
@@ -168,9 +169,16 @@ async fn handle_post(
             record_request(&model, "predict", "REST", status, started);
             result
         }
-        "classify" | "regress" => Err(RestError(ServingError::unimplemented(
-            "Classify and Regress need tf.Example parsing, which this build does not provide yet",
-        ))),
+        found @ ("classify" | "regress") => {
+            let method: &'static str = if found == "classify" { "classify" } else { "regress" };
+            let started = Instant::now();
+            let model = target.name.clone();
+            let span = tracing::info_span!("example_request", method, model = %target.name);
+            let result = example_route(state, target, method == "classify", body).instrument(span).await;
+            let status = result.as_ref().map_or_else(|e| e.0.code.name(), |_| "OK");
+            record_request(&model, method, "REST", status, started);
+            result
+        }
         _ => Err(malformed(method, path)),
     }
 }
@@ -188,6 +196,30 @@ fn b64_image_request(state: &AppState, target: &ModelPath, body: &[u8]) -> Servi
         Some(alias) => b64_upload(body, &alias),
         None => Ok(None),
     }
+}
+
+/// `:classify` and `:regress`: tf.Example JSON in, `{"results": ...}` out.
+async fn example_route(
+    state: &AppState,
+    target: ModelPath,
+    classify: bool,
+    body: Bytes,
+) -> Result<Response, RestError> {
+    let started = Instant::now();
+    let handle = state.manager.handle(&target.name, &target.version)?;
+    let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
+    let request = parse_example_request(&body)?;
+    let servable = handle.servable.as_ref();
+    let body = if classify {
+        let (_, results) =
+            crate::inference::classify(servable, &request.signature_name, &request.input, deadline).await?;
+        write_classify_response(&results)?
+    } else {
+        let (_, results) =
+            crate::inference::regress(servable, &request.signature_name, &request.input, deadline).await?;
+        write_regress_response(&results)?
+    };
+    Ok(json_response(StatusCode::OK, body))
 }
 
 async fn predict_route(state: &AppState, target: ModelPath, body: Bytes) -> Result<Response, RestError> {

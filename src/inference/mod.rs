@@ -1,5 +1,7 @@
 //! Inference over a servable: signature resolution, input mapping, output filters.
 
+pub mod classify;
 pub mod predict;
 
-pub use predict::{predict, PredictOutcome};
+pub use classify::{classify, regress};
+pub use predict::{predict, run_model, PredictOutcome};

@@ -84,11 +84,24 @@ pub async fn predict(
         }
     }
     let output_names: Vec<String> = wanted.iter().map(|(_, name)| (*name).clone()).collect();
+    let outputs = run_model(servable, run_inputs, output_names, deadline).await?;
+    let outputs = wanted.iter().zip(outputs).map(|((alias, _), tensor)| ((*alias).clone(), tensor)).collect();
+    Ok(PredictOutcome { outputs })
+}
+
+/// Runs the model on inputs keyed by the model's own names and returns the outputs named,
+/// in order. A passed deadline or a dropped future stops the queued or running call.
+pub async fn run_model(
+    servable: &dyn Servable,
+    inputs: Vec<(String, Tensor)>,
+    output_names: Vec<String>,
+    deadline: Option<Instant>,
+) -> ServingResult<Vec<Tensor>> {
     let cancel = CancelSignal::default();
     // NOTE: if this future is dropped (the client went away) or times out, the queued or
     // running model call is stopped instead of finishing for nobody.
     let cancel_on_drop = CancelOnDrop::new(cancel.clone());
-    let reply_rx = servable.submit(RunRequest { inputs: run_inputs, output_names, deadline, cancel });
+    let reply_rx = servable.submit(RunRequest { inputs, output_names, deadline, cancel });
     let reply = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), reply_rx).await {
             Ok(reply) => reply,
@@ -98,6 +111,5 @@ pub async fn predict(
     };
     cancel_on_drop.disarm();
     let outputs = reply.map_err(|_| ServingError::unavailable("the model worker stopped before answering"))??;
-    let outputs = wanted.iter().zip(outputs).map(|((alias, _), (_, tensor))| ((*alias).clone(), tensor)).collect();
-    Ok(PredictOutcome { outputs })
+    Ok(outputs.into_iter().map(|(_, tensor)| tensor).collect())
 }

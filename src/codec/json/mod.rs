@@ -11,6 +11,7 @@
 //!   uses Grisu2, which is very rarely one digit longer.
 //! - Non-UTF-8 bytes in error messages become U+FFFD, since messages are Rust strings.
 
+pub mod classify;
 mod convert;
 mod decode;
 mod dtoa;

@@ -18,6 +18,7 @@ pub(crate) fn signature(inputs: &[(&str, DType)]) -> SignatureDef {
             })
             .collect(),
         outputs: Default::default(),
+        example_spec: None,
     }
 }
 

@@ -1,0 +1,121 @@
+//! tf.Example as plain data (features by key), and the feature spec that says how a
+//! signature's Examples become tensors: what TF's `ParseExample` op does inside a SavedModel,
+//! which an ONNX model cannot do for itself.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::signature::SignatureDef;
+use super::DType;
+
+/// One feature's values, as `tensorflow.Feature`. `Empty` is a key present with no list set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feature {
+    Empty,
+    Floats(Vec<f32>),
+    Int64s(Vec<i64>),
+    Bytes(Vec<Bytes>),
+}
+
+impl Feature {
+    /// TF's name of the list kind, for errors.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Feature::Empty => "empty",
+            Feature::Floats(_) => "float",
+            Feature::Int64s(_) => "int64",
+            Feature::Bytes(_) => "string",
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Feature::Empty => 0,
+            Feature::Floats(v) => v.len(),
+            Feature::Int64s(v) => v.len(),
+            Feature::Bytes(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A `tensorflow.Example`: features by key.
+pub type Example = BTreeMap<String, Feature>;
+
+/// The Examples of a Classify or Regress request, with the optional shared context.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExampleInput {
+    pub examples: Vec<Example>,
+    pub context: Option<Example>,
+}
+
+/// How one parsed feature is shaped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureShape {
+    /// `FixedLenFeature`: exactly `dims` (product) values per example.
+    Fixed(Vec<i64>),
+    /// `FixedLenSequenceFeature`: any number of `dims`-shaped blocks, padded to the batch's
+    /// longest with the scalar default.
+    Sequence(Vec<i64>),
+}
+
+/// One feature that the signature's parse op reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    pub key: String,
+    /// Float, Int64 or String.
+    pub dtype: DType,
+    pub shape: FeatureShape,
+    /// `None`: the feature is required. For a sequence feature, one scalar.
+    pub default: Option<Feature>,
+    /// The model input (its name inside the model) this feature feeds; `None` when the parse
+    /// op reads it but the signature does not use it (it is still validated, as TF does).
+    pub model_input: Option<String>,
+}
+
+/// Every feature a tf.Example signature parses, in the op's key order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExampleSpec {
+    pub features: Vec<FeatureSpec>,
+}
+
+impl ExampleSpec {
+    /// Derives the spec that feeds each input of a plain signature from the feature of the
+    /// same name (its alias): dtype and per-example shape from the input, every feature
+    /// required. Inputs that cannot come from a feature (unknown rank, a dynamic inner
+    /// dimension, a type no feature list holds) are an error naming the input.
+    pub fn from_signature(signature: &SignatureDef) -> Result<ExampleSpec, String> {
+        let mut features = Vec::new();
+        for (alias, info) in &signature.inputs {
+            let dtype = match info.dtype {
+                DType::Float | DType::Int64 | DType::String => info.dtype,
+                other => {
+                    return Err(format!(
+                        "input '{alias}' is {other}; tf.Example features feed only float, int64 and string inputs"
+                    ))
+                }
+            };
+            let Some(dims) = &info.shape else {
+                return Err(format!("input '{alias}' has an unknown rank, so no feature shape follows from it"));
+            };
+            let inner: Vec<i64> = dims.iter().skip(1).copied().collect();
+            if inner.iter().any(|&d| d < 0) {
+                return Err(format!(
+                    "input '{alias}' has a dynamic dimension after the batch ({dims:?}); a feature needs fixed ones"
+                ));
+            }
+            features.push(FeatureSpec {
+                key: alias.clone(),
+                dtype,
+                shape: FeatureShape::Fixed(inner),
+                default: None,
+                model_input: Some(info.name.clone()),
+            });
+        }
+        Ok(ExampleSpec { features })
+    }
+}

@@ -1,0 +1,540 @@
+//! Classify and Regress over tf.Example inputs: Examples (merged with their context) become
+//! tensors as TF's `ParseExample` would make them, the signature runs, and its `classes` /
+//! `scores` or `outputs` tensors become results, with TF Serving's checks and error strings.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::predict::run_model;
+use crate::core::example::{Example, ExampleInput, ExampleSpec, Feature, FeatureShape, FeatureSpec};
+use crate::core::{DType, Servable, ServingError, ServingResult, SignatureDef, Tensor, DEFAULT_SIGNATURE};
+
+/// One class of one example: its label (`""` without a `classes` output) and score (`0.0`
+/// without a `scores` output).
+pub type Class = (Bytes, f32);
+
+/// Looks up a Classify/Regress signature (INVALID_ARGUMENT when missing, as TF says it).
+pub fn example_signature<'a>(servable: &'a dyn Servable, name: &str) -> ServingResult<(String, &'a SignatureDef)> {
+    let name = if name.is_empty() { DEFAULT_SIGNATURE } else { name };
+    let signature = servable
+        .signatures()
+        .get(name)
+        .ok_or_else(|| ServingError::invalid_argument(format!("No signature was found with the name: {name}")))?;
+    Ok((name.to_string(), signature))
+}
+
+/// The spec that turns Examples into this signature's inputs: the one its parse op had (a
+/// converted SavedModel), or one feature per input, keyed by the input's alias.
+pub fn spec_of(signature_name: &str, signature: &SignatureDef) -> ServingResult<ExampleSpec> {
+    if let Some(spec) = &signature.example_spec {
+        return Ok(spec.clone());
+    }
+    ExampleSpec::from_signature(signature).map_err(|why| {
+        ServingError::invalid_argument(format!(
+            "signature {signature_name} cannot be fed from tf.Example features: {why}"
+        ))
+    })
+}
+
+fn type_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::Float => "float",
+        DType::Int64 => "int64",
+        _ => "string",
+    }
+}
+
+fn kind_matches(feature: &Feature, dtype: DType) -> bool {
+    matches!(
+        (feature, dtype),
+        (Feature::Floats(_), DType::Float) | (Feature::Int64s(_), DType::Int64) | (Feature::Bytes(_), DType::String)
+    )
+}
+
+/// Finds a feature of one example, merged with the context as TF Serving's
+/// `serialize(context) ++ serialize(example)` parses: the example wins; a key present with an
+/// empty Feature counts as missing, except that TF's parser then takes a dense feature from
+/// the context.
+fn lookup<'a>(example: &'a Example, context: Option<&'a Example>, key: &str) -> Option<&'a Feature> {
+    let from_context = || context.and_then(|c| c.get(key)).filter(|f| !matches!(f, Feature::Empty));
+    match example.get(key) {
+        Some(Feature::Empty) | None => from_context(),
+        Some(feature) => Some(feature),
+    }
+}
+
+fn dims_text(dims: &[i64]) -> String {
+    format!("[{}]", dims.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+}
+
+/// Values of one feature column, across the batch.
+enum Column {
+    Floats(Vec<f32>),
+    Int64s(Vec<i64>),
+    Bytes(Vec<Bytes>),
+}
+
+impl Column {
+    fn new(dtype: DType) -> Self {
+        match dtype {
+            DType::Float => Column::Floats(Vec::new()),
+            DType::Int64 => Column::Int64s(Vec::new()),
+            _ => Column::Bytes(Vec::new()),
+        }
+    }
+
+    fn extend(&mut self, feature: &Feature) {
+        match (self, feature) {
+            (Column::Floats(out), Feature::Floats(v)) => out.extend_from_slice(v),
+            (Column::Int64s(out), Feature::Int64s(v)) => out.extend_from_slice(v),
+            (Column::Bytes(out), Feature::Bytes(v)) => out.extend_from_slice(v),
+            _ => {}
+        }
+    }
+
+    /// Appends `count` copies of the scalar `pad` (the type's zero when absent).
+    fn pad(&mut self, pad: Option<&Feature>, count: usize) {
+        match self {
+            Column::Floats(out) => {
+                let value = match pad {
+                    Some(Feature::Floats(v)) => v.first().copied().unwrap_or(0.0),
+                    _ => 0.0,
+                };
+                out.extend(std::iter::repeat_n(value, count));
+            }
+            Column::Int64s(out) => {
+                let value = match pad {
+                    Some(Feature::Int64s(v)) => v.first().copied().unwrap_or(0),
+                    _ => 0,
+                };
+                out.extend(std::iter::repeat_n(value, count));
+            }
+            Column::Bytes(out) => {
+                let value = match pad {
+                    Some(Feature::Bytes(v)) => v.first().cloned().unwrap_or_default(),
+                    _ => Bytes::new(),
+                };
+                out.extend(std::iter::repeat_n(value, count));
+            }
+        }
+    }
+
+    fn into_tensor(self, shape: Vec<usize>) -> Tensor {
+        match self {
+            Column::Floats(v) => Tensor::from_vec(shape, v),
+            Column::Int64s(v) => Tensor::from_vec(shape, v),
+            Column::Bytes(v) => Tensor::from_strings(shape, v),
+        }
+    }
+}
+
+fn parse_feature(spec: &FeatureSpec, input: &ExampleInput) -> ServingResult<Tensor> {
+    let batch = input.examples.len();
+    let kind = type_name(spec.dtype);
+    let mismatch = |index: usize, feature: &Feature| {
+        ServingError::invalid_argument(format!(
+            "Name: <unknown>, Key: {}, Index: {index}.  Data types don't match. Data type: {} but expected type: {kind}",
+            spec.key,
+            feature.kind_name()
+        ))
+    };
+    let mut column = Column::new(spec.dtype);
+    match &spec.shape {
+        FeatureShape::Fixed(dims) => {
+            let per_example = dims.iter().map(|&d| d.max(0) as usize).product::<usize>();
+            for (index, example) in input.examples.iter().enumerate() {
+                let feature = match lookup(example, input.context.as_ref(), &spec.key) {
+                    Some(feature) => feature,
+                    None => spec.default.as_ref().ok_or_else(|| {
+                        ServingError::invalid_argument(format!(
+                            "Name: <unknown>, Feature: {} (data type: {kind}) is required but could not be found.",
+                            spec.key
+                        ))
+                    })?,
+                };
+                if !kind_matches(feature, spec.dtype) {
+                    return Err(mismatch(index, feature));
+                }
+                if feature.len() != per_example {
+                    return Err(ServingError::invalid_argument(format!(
+                        "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values != expected.  Values size: {} \
+                         but output shape: {}",
+                        spec.key,
+                        feature.len(),
+                        dims_text(dims)
+                    )));
+                }
+                column.extend(feature);
+            }
+            let mut shape = vec![batch];
+            shape.extend(dims.iter().map(|&d| d.max(0) as usize));
+            Ok(column.into_tensor(shape))
+        }
+        FeatureShape::Sequence(block) => {
+            let stride = block.iter().map(|&d| d.max(0) as usize).product::<usize>().max(1);
+            let mut found = Vec::with_capacity(batch);
+            for (index, example) in input.examples.iter().enumerate() {
+                let feature = lookup(example, input.context.as_ref(), &spec.key);
+                if let Some(feature) = feature {
+                    if !kind_matches(feature, spec.dtype) {
+                        return Err(mismatch(index, feature));
+                    }
+                    if feature.len() % stride != 0 {
+                        return Err(ServingError::invalid_argument(format!(
+                            "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values is not a multiple of \
+                             stride length. Saw {} values but output shape is: [?,{}]",
+                            spec.key,
+                            feature.len(),
+                            block.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+                        )));
+                    }
+                }
+                found.push(feature);
+            }
+            let longest = found.iter().map(|f| f.map_or(0, |f| f.len() / stride)).max().unwrap_or(0);
+            for feature in found {
+                let blocks = feature.map_or(0, |f| f.len() / stride);
+                if let Some(feature) = feature {
+                    column.extend(feature);
+                }
+                column.pad(spec.default.as_ref(), (longest - blocks) * stride);
+            }
+            let mut shape = vec![batch, longest];
+            shape.extend(block.iter().map(|&d| d.max(0) as usize));
+            Ok(column.into_tensor(shape))
+        }
+    }
+}
+
+/// Turns the Examples into the model inputs the spec feeds (keyed by the model's input
+/// names). Every feature of the spec is validated, used or not, as TF's parse op does.
+pub fn examples_to_inputs(input: &ExampleInput, spec: &ExampleSpec) -> ServingResult<Vec<(String, Tensor)>> {
+    if input.examples.is_empty() {
+        return Err(ServingError::invalid_argument("Input is empty."));
+    }
+    let mut inputs = Vec::new();
+    for feature in &spec.features {
+        let tensor = parse_feature(feature, input)?;
+        if let Some(name) = &feature.model_input {
+            inputs.push((name.clone(), tensor));
+        }
+    }
+    Ok(inputs)
+}
+
+/// Runs a signature on Examples and returns the wanted outputs (by alias) that it has.
+async fn run_examples(
+    servable: &dyn Servable,
+    signature_name: &str,
+    input: &ExampleInput,
+    wanted: &[&str],
+    deadline: Option<Instant>,
+) -> ServingResult<Vec<(String, Tensor)>> {
+    let (name, signature) = example_signature(servable, signature_name)?;
+    let spec = spec_of(&name, signature)?;
+    let inputs = examples_to_inputs(input, &spec)?;
+    let present: Vec<(&str, String)> = wanted
+        .iter()
+        .filter_map(|alias| signature.outputs.get(*alias).map(|info| (*alias, info.name.clone())))
+        .collect();
+    let output_names = present.iter().map(|(_, name)| name.clone()).collect();
+    let tensors = run_model(servable, inputs, output_names, deadline).await?;
+    Ok(present.into_iter().map(|(alias, _)| alias.to_string()).zip(tensors).collect())
+}
+
+fn batch_and_width(tensor: &Tensor) -> ServingResult<(usize, usize)> {
+    match tensor.shape.as_slice() {
+        [batch, width] => Ok((*batch, *width)),
+        _ => Err(ServingError::invalid_argument(format!(
+            "Expected Tensor shape: [batch_size num_classes] but got {}",
+            dims_text(&tensor.shape.iter().map(|&d| d as i64).collect::<Vec<_>>())
+        ))),
+    }
+}
+
+/// Builds TF's classification results from the `classes` and `scores` outputs.
+pub fn classifications(
+    classes: Option<&Tensor>,
+    scores: Option<&Tensor>,
+    batch: usize,
+) -> ServingResult<Vec<Vec<Class>>> {
+    if classes.is_none() && scores.is_none() {
+        return Err(ServingError::invalid_argument(
+            "Expected classification signature outputs to contain at least one of classes or scores",
+        ));
+    }
+    let mut width = None;
+    let labels = match classes {
+        Some(tensor) => {
+            if tensor.dtype != DType::String {
+                return Err(ServingError::invalid_argument(format!(
+                    "Expected classes Tensor of DT_STRING. Got: {}",
+                    tensor.dtype.enum_name()
+                )));
+            }
+            let (rows, columns) = batch_and_width(tensor)?;
+            if rows != batch {
+                return Err(ServingError::invalid_argument(format!(
+                    "Expected classes output batch size of {batch}. Got: {rows}"
+                )));
+            }
+            width = Some(columns);
+            tensor.strings().map(<[Bytes]>::to_vec)
+        }
+        None => None,
+    };
+    let values = match scores {
+        Some(tensor) => {
+            if tensor.dtype != DType::Float {
+                return Err(ServingError::invalid_argument(format!(
+                    "Expected scores Tensor of DT_FLOAT. Got: {}",
+                    tensor.dtype.enum_name()
+                )));
+            }
+            let (rows, columns) = batch_and_width(tensor)?;
+            if rows != batch {
+                return Err(ServingError::invalid_argument(format!(
+                    "Expected scores output batch size of {batch}. Got: {rows}"
+                )));
+            }
+            if let Some(classes_width) = width {
+                if classes_width != columns {
+                    return Err(ServingError::invalid_argument(format!(
+                        "Tensors class and score should match in dim_size(1). Got {classes_width} vs. {columns}"
+                    )));
+                }
+            }
+            width = Some(columns);
+            tensor.values::<f32>().map(|v| v.into_owned())
+        }
+        None => None,
+    };
+    let width = width.unwrap_or(0);
+    Ok((0..batch)
+        .map(|row| {
+            (0..width)
+                .map(|column| {
+                    let at = row * width + column;
+                    let label = labels.as_ref().and_then(|l| l.get(at).cloned()).unwrap_or_default();
+                    let score = values.as_ref().and_then(|v| v.get(at).copied()).unwrap_or(0.0);
+                    (label, score)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Builds TF's regression results from the `outputs` output.
+pub fn regressions(outputs: Option<&Tensor>, batch: usize) -> ServingResult<Vec<f32>> {
+    let tensor = outputs.ok_or_else(|| {
+        ServingError::invalid_argument("Expected regression signature to have an output named 'outputs'")
+    })?;
+    if tensor.dtype != DType::Float {
+        return Err(ServingError::invalid_argument(format!(
+            "Expected output Tensor of DT_FLOAT.  Got: {}",
+            tensor.dtype.enum_name()
+        )));
+    }
+    let rows = match tensor.shape.as_slice() {
+        [rows] | [rows, 1] => *rows,
+        other => {
+            return Err(ServingError::invalid_argument(format!(
+                "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {}",
+                dims_text(&other.iter().map(|&d| d as i64).collect::<Vec<_>>())
+            )))
+        }
+    };
+    if rows != batch {
+        return Err(ServingError::invalid_argument(format!(
+            "Input batch size did not match output batch size: {batch} vs. {rows}"
+        )));
+    }
+    Ok(tensor.values::<f32>().map(|v| v.into_owned()).unwrap_or_default())
+}
+
+/// Classify: one list of classes per example. Returns the signature name used.
+pub async fn classify(
+    servable: &dyn Servable,
+    signature_name: &str,
+    input: &ExampleInput,
+    deadline: Option<Instant>,
+) -> ServingResult<(String, Vec<Vec<Class>>)> {
+    let (name, _) = example_signature(servable, signature_name)?;
+    let outputs = run_examples(servable, &name, input, &["classes", "scores"], deadline).await?;
+    let find = |alias: &str| outputs.iter().find(|(a, _)| a == alias).map(|(_, t)| t);
+    Ok((name, classifications(find("classes"), find("scores"), input.examples.len())?))
+}
+
+/// Regress: one value per example. Returns the signature name used.
+pub async fn regress(
+    servable: &dyn Servable,
+    signature_name: &str,
+    input: &ExampleInput,
+    deadline: Option<Instant>,
+) -> ServingResult<(String, Vec<f32>)> {
+    let (name, _) = example_signature(servable, signature_name)?;
+    let outputs = run_examples(servable, &name, input, &["outputs"], deadline).await?;
+    let find = |alias: &str| outputs.iter().find(|(a, _)| a == alias).map(|(_, t)| t);
+    Ok((name, regressions(find("outputs"), input.examples.len())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floats(values: &[f32]) -> Feature {
+        Feature::Floats(values.to_vec())
+    }
+
+    fn example(pairs: &[(&str, Feature)]) -> Example {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    fn half_plus_two_spec() -> ExampleSpec {
+        // As TF Serving's half_plus_two parses: x required, x2 defaulted and unused.
+        ExampleSpec {
+            features: vec![
+                FeatureSpec {
+                    key: "x".into(),
+                    dtype: DType::Float,
+                    shape: FeatureShape::Fixed(vec![1]),
+                    default: None,
+                    model_input: Some("x".into()),
+                },
+                FeatureSpec {
+                    key: "x2".into(),
+                    dtype: DType::Float,
+                    shape: FeatureShape::Fixed(vec![1]),
+                    default: Some(floats(&[0.0])),
+                    model_input: None,
+                },
+            ],
+        }
+    }
+
+    fn values(inputs: &[(String, Tensor)]) -> Vec<f32> {
+        inputs[0].1.values::<f32>().expect("f32").into_owned()
+    }
+
+    #[test]
+    fn features_become_batched_tensors_and_unused_ones_are_still_checked() {
+        let input = ExampleInput {
+            examples: vec![
+                example(&[("x", floats(&[2.0]))]),
+                example(&[("x", floats(&[3.0])), ("x2", floats(&[1.0]))]),
+            ],
+            context: None,
+        };
+        let inputs = examples_to_inputs(&input, &half_plus_two_spec()).expect("parse");
+        assert_eq!(inputs.len(), 1, "x2 is parsed but not fed");
+        assert_eq!(inputs[0].1.shape, vec![2, 1]);
+        assert_eq!(values(&inputs), vec![2.0, 3.0]);
+        // x2 is validated even though no input takes it.
+        let bad = ExampleInput {
+            examples: vec![example(&[("x", floats(&[2.0])), ("x2", Feature::Int64s(vec![1]))])],
+            context: None,
+        };
+        let error = examples_to_inputs(&bad, &half_plus_two_spec()).expect_err("x2 type").message;
+        assert_eq!(
+            error,
+            "Name: <unknown>, Key: x2, Index: 0.  Data types don't match. Data type: int64 but expected type: float"
+        );
+    }
+
+    #[test]
+    fn tf_parser_errors_are_reproduced() {
+        let spec = half_plus_two_spec();
+        let run = |examples: Vec<Example>| {
+            examples_to_inputs(&ExampleInput { examples, context: None }, &spec).expect_err("error").message
+        };
+        assert_eq!(
+            run(vec![Example::new()]),
+            "Name: <unknown>, Feature: x (data type: float) is required but could not be found."
+        );
+        assert_eq!(
+            run(vec![example(&[("x", Feature::Empty)])]),
+            "Name: <unknown>, Feature: x (data type: float) is required but could not be found.",
+            "an empty Feature counts as missing"
+        );
+        assert_eq!(
+            run(vec![example(&[("x", floats(&[1.0, 2.0]))])]),
+            "Name: <unknown>, Key: x, Index: 0.  Number of float values != expected.  Values size: 2 but output shape: [1]"
+        );
+        assert_eq!(run(vec![]), "Input is empty.");
+    }
+
+    #[test]
+    fn context_merges_and_the_example_wins() {
+        let spec = half_plus_two_spec();
+        let context = Some(example(&[("x", floats(&[7.0]))]));
+        let input = ExampleInput {
+            examples: vec![
+                example(&[("x", floats(&[3.0]))]),
+                Example::new(),
+                // TF's quirk: an empty dense Feature falls back to the context.
+                example(&[("x", Feature::Empty)]),
+            ],
+            context,
+        };
+        assert_eq!(values(&examples_to_inputs(&input, &spec).expect("parse")), vec![3.0, 7.0, 7.0]);
+    }
+
+    #[test]
+    fn sequence_features_pad_to_the_longest() {
+        let spec = ExampleSpec {
+            features: vec![FeatureSpec {
+                key: "seq".into(),
+                dtype: DType::Float,
+                shape: FeatureShape::Sequence(vec![2]),
+                default: Some(floats(&[0.5])),
+                model_input: Some("seq".into()),
+            }],
+        };
+        let input = ExampleInput {
+            examples: vec![example(&[("seq", floats(&[1.0, 2.0, 3.0, 4.0]))]), Example::new()],
+            context: None,
+        };
+        let inputs = examples_to_inputs(&input, &spec).expect("parse");
+        assert_eq!(inputs[0].1.shape, vec![2, 2, 2]);
+        assert_eq!(values(&inputs), vec![1.0, 2.0, 3.0, 4.0, 0.5, 0.5, 0.5, 0.5]);
+        let odd = ExampleInput { examples: vec![example(&[("seq", floats(&[1.0, 2.0, 3.0]))])], context: None };
+        assert!(examples_to_inputs(&odd, &spec).expect_err("stride").message.contains("multiple of stride"));
+    }
+
+    #[test]
+    fn classification_outputs_are_checked_as_tf_does() {
+        let scores = Tensor::from_vec(vec![2, 1], vec![3.0f32, 3.5]);
+        let classes = Tensor::from_strings(vec![2, 1], vec![Bytes::from("a"), Bytes::from("b")]);
+        let results = classifications(Some(&classes), Some(&scores), 2).expect("ok");
+        assert_eq!(results, vec![vec![(Bytes::from("a"), 3.0)], vec![(Bytes::from("b"), 3.5)]]);
+        assert_eq!(classifications(None, Some(&scores), 2).expect("scores only")[1], vec![(Bytes::new(), 3.5)]);
+        let error = |c: Option<&Tensor>, s: Option<&Tensor>, b: usize| classifications(c, s, b).expect_err("e").message;
+        assert_eq!(error(None, Some(&scores), 3), "Expected scores output batch size of 3. Got: 2");
+        let flat = Tensor::from_vec(vec![2], vec![1.0f32, 2.0]);
+        assert_eq!(error(None, Some(&flat), 2), "Expected Tensor shape: [batch_size num_classes] but got [2]");
+        let wide = Tensor::from_vec(vec![2, 2], vec![1.0f32; 4]);
+        assert_eq!(
+            error(Some(&classes), Some(&wide), 2),
+            "Tensors class and score should match in dim_size(1). Got 1 vs. 2"
+        );
+        let doubles = Tensor::from_vec(vec![2, 1], vec![1.0f64, 2.0]);
+        assert_eq!(error(None, Some(&doubles), 2), "Expected scores Tensor of DT_FLOAT. Got: DT_DOUBLE");
+    }
+
+    #[test]
+    fn regression_outputs_are_checked_as_tf_does() {
+        let column = Tensor::from_vec(vec![2, 1], vec![3.0f32, 3.5]);
+        assert_eq!(regressions(Some(&column), 2).expect("ok"), vec![3.0, 3.5]);
+        assert_eq!(regressions(Some(&Tensor::from_vec(vec![2], vec![1.0f32, 2.0])), 2).expect("ok"), vec![1.0, 2.0]);
+        let wide = Tensor::from_vec(vec![1, 2], vec![1.0f32, 2.0]);
+        assert_eq!(
+            regressions(Some(&wide), 1).expect_err("shape").message,
+            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got [1,2]"
+        );
+        assert_eq!(
+            regressions(Some(&column), 3).expect_err("batch").message,
+            "Input batch size did not match output batch size: 3 vs. 2"
+        );
+    }
+}
