@@ -23,7 +23,10 @@ fn main() -> std::process::ExitCode {
     for arg in unknown {
         tracing::warn!(argument = %arg, "unknown argument, ignored");
     }
-    let Command::Serve(serve) = cli.command;
+    let serve = match cli.command {
+        Command::Serve(serve) => serve,
+        Command::Convert(args) => return convert(&args),
+    };
     if serve.print_version {
         println!("onnx-serving: {}", env!("CARGO_PKG_VERSION"));
         return std::process::ExitCode::SUCCESS;
@@ -43,6 +46,23 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => startup_failure(&format!("UNKNOWN: {error:#}")),
+    }
+}
+
+/// `onnx-serving convert`: runs the SavedModel converter compiled into the binary.
+fn convert(args: &onnx_serving::config::cli::ConvertArgs) -> std::process::ExitCode {
+    let output = args.output_dir.clone().unwrap_or_else(|| {
+        args.saved_model_dir.join(onnx_serving::platforms::tensorflow::LOCAL_CONVERSION_DIR)
+    });
+    match onnx_serving::platforms::tensorflow::run_converter(&args.python, &args.saved_model_dir, &output) {
+        Ok(()) => {
+            println!("converted {} into {}", args.saved_model_dir.display(), output.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -125,8 +125,9 @@ impl Servable for BatchingServable {
             return self.inner.submit(request);
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        let RunRequest { inputs, output_names, deadline, cancel } = request;
+        let RunRequest { signature, inputs, output_names, deadline, cancel } = request;
         let task = Task {
+            signature,
             inputs,
             output_names,
             rows,
@@ -278,7 +279,13 @@ fn merged_request(batch: &Batch, pad_variable_length: bool) -> ServingResult<Run
         let parts: Vec<_> = batch.tasks.iter().filter_map(|t| t.inputs.get(index).map(|(_, tensor)| tensor)).collect();
         inputs.push((name.clone(), concat_rows(&parts, batch.padded_rows, pad_variable_length)?));
     }
-    Ok(RunRequest { inputs, output_names: head.output_names.clone(), deadline: None, cancel: CancelSignal::default() })
+    Ok(RunRequest {
+        signature: head.signature.clone(),
+        inputs,
+        output_names: head.output_names.clone(),
+        deadline: None,
+        cancel: CancelSignal::default(),
+    })
 }
 
 /// Reads per-model parameters from a version directory, or `Ok(None)` without a file.

@@ -102,6 +102,7 @@ impl TaskReply {
 
 /// One request (or part of a split one) waiting for a batch.
 pub struct Task {
+    pub signature: String,
     pub inputs: Vec<(String, Tensor)>,
     pub output_names: Vec<String>,
     pub rows: usize,
@@ -113,7 +114,8 @@ pub struct Task {
 
 impl Task {
     fn fits_with(&self, head: &Task, pad_variable_length: bool) -> bool {
-        self.output_names == head.output_names
+        self.signature == head.signature
+            && self.output_names == head.output_names
             && self.inputs.len() == head.inputs.len()
             && self.inputs.iter().zip(&head.inputs).all(|((name, tensor), (head_name, head_tensor))| {
                 name == head_name && compatible(tensor, head_tensor, pad_variable_length)
@@ -188,7 +190,7 @@ impl BatchQueue {
             self.tasks.push_back(task);
             return Ok(());
         }
-        let Task { inputs, output_names, rows, deadline, cancel, enqueued_at, reply } = task;
+        let Task { signature, inputs, output_names, rows, deadline, cancel, enqueued_at, reply } = task;
         let TaskReply::Direct(reply_tx) = reply else {
             return Err(Rejected::Invalid(ServingError::internal("a part cannot be split again"), reply));
         };
@@ -210,6 +212,7 @@ impl BatchQueue {
         for (index, (inputs, rows)) in split_inputs.into_iter().zip(sizes).enumerate() {
             self.queued_rows += rows;
             self.tasks.push_back(Task {
+                signature: signature.clone(),
                 inputs,
                 output_names: output_names.clone(),
                 rows,
@@ -303,6 +306,7 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         let values: Vec<f32> = (0..rows * 2).map(|v| v as f32).collect();
         let task = Task {
+            signature: String::new(),
             inputs: vec![("x".into(), Tensor::from_vec(vec![rows, 2], values))],
             output_names: vec!["y".into()],
             rows,

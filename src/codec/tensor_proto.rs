@@ -13,25 +13,7 @@ pub const MAX_DECODED_TENSOR_BYTES: usize = i32::MAX as usize;
 
 /// Maps TF's `DataType` number to a dtype the server handles.
 pub fn dtype_from_proto(value: i32) -> Option<DType> {
-    Some(match value {
-        1 => DType::Float,
-        2 => DType::Double,
-        3 => DType::Int32,
-        4 => DType::UInt8,
-        5 => DType::Int16,
-        6 => DType::Int8,
-        7 => DType::String,
-        8 => DType::Complex64,
-        9 => DType::Int64,
-        10 => DType::Bool,
-        14 => DType::BFloat16,
-        17 => DType::UInt16,
-        18 => DType::Complex128,
-        19 => DType::Half,
-        22 => DType::UInt32,
-        23 => DType::UInt64,
-        _ => return None,
-    })
+    DType::from_number(value)
 }
 
 /// Returns TF's `DataType` number.

@@ -19,6 +19,25 @@ pub struct Cli {
 pub enum Command {
     /// Serves models over TF Serving's gRPC and REST APIs.
     Serve(Box<ServeArgs>),
+    /// Converts a SavedModel's signatures to ONNX for the tensorflow platform.
+    Convert(ConvertArgs),
+}
+
+/// Flags of `convert`.
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// The SavedModel (a version directory: saved_model.pb, variables/).
+    #[arg(long = "saved_model_dir")]
+    pub saved_model_dir: PathBuf,
+
+    /// Where the ONNX files and manifest.json go; default `<saved_model_dir>/onnx`, where
+    /// the server looks first.
+    #[arg(long = "output_dir")]
+    pub output_dir: Option<PathBuf>,
+
+    /// The Python with tensorflow and tf2onnx (python/requirements-convert.txt).
+    #[arg(long = "python", default_value = "python3")]
+    pub python: String,
 }
 
 fn parse_secret(text: &str) -> Result<crate::auth::Secret, String> {
@@ -249,6 +268,16 @@ pub struct ServeArgs {
     /// Comma-separated custom operator libraries registered on every session.
     #[arg(long = "custom_op_paths", value_delimiter = ',')]
     pub custom_op_paths: Vec<PathBuf>,
+
+    /// Where the tensorflow platform keeps SavedModel conversions, keyed by content
+    /// (default ~/.cache/onnx-serving/conversions). The model directories are never written.
+    #[arg(long = "conversion_cache_dir")]
+    pub conversion_cache_dir: Option<PathBuf>,
+
+    /// The Python that runs the SavedModel converter when a version has no conversion
+    /// (it needs tensorflow and tf2onnx: python/requirements-convert.txt).
+    #[arg(long = "conversion_python", default_value = "python3")]
+    pub conversion_python: String,
 
     /// Threads inside one operator; 0 lets ONNX Runtime use every core.
     #[arg(long = "intra_op_threads", default_value_t = 0)]

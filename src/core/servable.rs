@@ -58,6 +58,9 @@ impl ServableState {
 /// One model run: inputs keyed by the model's own tensor names, and the outputs wanted.
 #[derive(Debug)]
 pub struct RunRequest {
+    /// The signature the request is for; servables made of one model per signature (a
+    /// converted SavedModel) route by it, others ignore it.
+    pub signature: String,
     pub inputs: Vec<(String, Tensor)>,
     pub output_names: Vec<String>,
     /// The request is dropped, not run, once this passes.

@@ -30,6 +30,29 @@ pub enum DType {
 }
 
 impl DType {
+    /// Maps TF's `DataType` number to a dtype the server handles.
+    pub fn from_number(value: i32) -> Option<DType> {
+        Some(match value {
+            1 => DType::Float,
+            2 => DType::Double,
+            3 => DType::Int32,
+            4 => DType::UInt8,
+            5 => DType::Int16,
+            6 => DType::Int8,
+            7 => DType::String,
+            8 => DType::Complex64,
+            9 => DType::Int64,
+            10 => DType::Bool,
+            14 => DType::BFloat16,
+            17 => DType::UInt16,
+            18 => DType::Complex128,
+            19 => DType::Half,
+            22 => DType::UInt32,
+            23 => DType::UInt64,
+            _ => return None,
+        })
+    }
+
     /// Returns TF's `DataTypeString`, as used in error messages (`float`, `int32`, ...).
     pub fn tf_name(self) -> &'static str {
         match self {

@@ -239,7 +239,7 @@ async fn run_examples(
         .filter_map(|alias| signature.outputs.get(*alias).map(|info| (*alias, info.name.clone())))
         .collect();
     let output_names = present.iter().map(|(_, name)| name.clone()).collect();
-    let tensors = run_model(servable, inputs, output_names, deadline).await?;
+    let tensors = run_model(servable, &name, inputs, output_names, deadline).await?;
     Ok(present.into_iter().map(|(alias, _)| alias.to_string()).zip(tensors).collect())
 }
 

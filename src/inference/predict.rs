@@ -84,7 +84,7 @@ pub async fn predict(
         }
     }
     let output_names: Vec<String> = wanted.iter().map(|(_, name)| (*name).clone()).collect();
-    let outputs = run_model(servable, run_inputs, output_names, deadline).await?;
+    let outputs = run_model(servable, signature_name, run_inputs, output_names, deadline).await?;
     let outputs = wanted.iter().zip(outputs).map(|((alias, _), tensor)| ((*alias).clone(), tensor)).collect();
     Ok(PredictOutcome { outputs })
 }
@@ -93,6 +93,7 @@ pub async fn predict(
 /// in order. A passed deadline or a dropped future stops the queued or running call.
 pub async fn run_model(
     servable: &dyn Servable,
+    signature: &str,
     inputs: Vec<(String, Tensor)>,
     output_names: Vec<String>,
     deadline: Option<Instant>,
@@ -101,7 +102,7 @@ pub async fn run_model(
     // NOTE: if this future is dropped (the client went away) or times out, the queued or
     // running model call is stopped instead of finishing for nobody.
     let cancel_on_drop = CancelOnDrop::new(cancel.clone());
-    let reply_rx = servable.submit(RunRequest { inputs, output_names, deadline, cancel });
+    let reply_rx = servable.submit(RunRequest { signature: signature.to_string(), inputs, output_names, deadline, cancel });
     let reply = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), reply_rx).await {
             Ok(reply) => reply,

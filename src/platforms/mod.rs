@@ -1,6 +1,7 @@
 //! The platform registry: a platform name maps to the factory of its SourceAdapter.
 
 pub mod onnx;
+pub mod tensorflow;
 pub mod onnx_graph;
 
 use std::collections::BTreeMap;

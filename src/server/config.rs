@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub manager: ManagerOptions,
     pub ort_library_path: Option<PathBuf>,
     pub session: SessionOptions,
+    /// Where the `tensorflow` platform finds or makes SavedModel conversions.
+    pub conversion: crate::platforms::tensorflow::ConversionOptions,
     /// `None` without `--enable_batching`.
     pub batching: Option<BatchingConfig>,
     /// `--model_config_file`, re-read every `model_config_file_poll_wait` when set.
@@ -80,6 +82,7 @@ impl ServerConfig {
             manager: ManagerOptions::default(),
             ort_library_path: None,
             session: SessionOptions::default(),
+            conversion: Default::default(),
             batching: None,
             model_config_file: None,
             model_config_file_poll_wait: None,
@@ -232,6 +235,14 @@ impl ServerConfig {
                     }
                 }),
                 ..SessionOptions::default()
+            },
+            conversion: {
+                let mut conversion = crate::platforms::tensorflow::ConversionOptions::default();
+                if let Some(dir) = &args.conversion_cache_dir {
+                    conversion.cache_dir = if dir.is_absolute() { dir.clone() } else { working_dir.join(dir) };
+                }
+                conversion.python = args.conversion_python.clone();
+                conversion
             },
             batching,
             model_config_file: args.model_config_file.clone(),

@@ -28,8 +28,23 @@ use server_core::{failure_list, poll_model_config_file, watched, ServerCore, Sha
 pub use crate::core::ModelConfig;
 pub use config::{BatchingConfig, ServerConfig};
 /// Returns the registry with every built-in platform.
-pub fn builtin_platforms(runtime: &'static OrtRuntime, session: SessionOptions) -> PlatformRegistry {
+pub fn builtin_platforms(
+    runtime: &'static OrtRuntime,
+    session: SessionOptions,
+    conversion: crate::platforms::tensorflow::ConversionOptions,
+) -> PlatformRegistry {
     let mut registry = PlatformRegistry::default();
+    let tf_session = session.clone();
+    registry.register(
+        "tensorflow",
+        Arc::new(move || {
+            Arc::new(crate::platforms::tensorflow::TensorFlowAdapter::new(
+                runtime,
+                tf_session.clone(),
+                conversion.clone(),
+            )) as Arc<dyn SourceAdapter>
+        }),
+    );
     for platform in ["onnx", "pytorch"] {
         let session = session.clone();
         registry.register(
@@ -87,7 +102,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         let max = params.allowed_batch_sizes.last().copied().unwrap_or(params.max_batch_size).max(1);
         session.batch_profile = Some(crate::runtime::BatchProfile { opt: max, max });
     }
-    let registry = builtin_platforms(runtime, session);
+    let registry = builtin_platforms(runtime, session, config.conversion.clone());
     check_base_paths(&watched(&config.models)).map_err(|e| anyhow!("{e}"))?;
 
     let manager = AspiredVersionsManager::spawn(config.manager.clone());
