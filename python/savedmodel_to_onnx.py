@@ -202,8 +202,27 @@ def cut_after_parse(graph_def, graph, parse_op, features, output_names):
     return cut_def, placeholders
 
 
-def cut_at_inputs(graph_def, graph, in_aliases, output_names):
-    """A graph whose placeholders replace the signature's input tensors."""
+def parsed_shape(tensor):
+    """The shape of a tensor that is (an Identity of) a parse op's dense output: [None] +
+    dense_shape. A TF1 graph whose serialized input has no rank leaves it unknown."""
+    import tensorflow as tf
+    source = through_identity(tensor)
+    op = source.op
+    if op.type in PARSE_OPS:
+        n_sparse = op.get_attr("num_sparse") if op.type == "ParseExampleV2" else op.get_attr("Nsparse")
+        index = source.value_index - 3 * n_sparse
+        dense_shapes = op.get_attr("dense_shapes")
+        if 0 <= index < len(dense_shapes):
+            return tf.TensorShape([None] + tf.TensorShape(dense_shapes[index]).as_list())
+    return tensor.shape
+
+
+def cut_at_inputs(graph_def, graph, in_aliases, output_names, input_shapes):
+    """A graph whose placeholders replace the signature's input tensors.
+
+    NOTE: the placeholders take the shapes the loaded graph knew; tf2onnx treats a placeholder
+    of unknown shape as a scalar, which breaks every op after it.
+    """
     import tensorflow as tf
     cut = tf.Graph()
     placeholders = {}
@@ -211,7 +230,10 @@ def cut_at_inputs(graph_def, graph, in_aliases, output_names):
         input_map = {}
         for index, alias in enumerate(sorted(in_aliases)):
             tensor = graph.get_tensor_by_name(in_aliases[alias])
-            placeholder = tf.compat.v1.placeholder(tensor.dtype, tensor.shape, name=f"sig_in/i{index}")
+            shape = input_shapes.get(alias, tensor.shape)
+            if shape.rank is None:
+                shape = parsed_shape(tensor)
+            placeholder = tf.compat.v1.placeholder(tensor.dtype, shape, name=f"sig_in/i{index}")
             input_map[tensor.name] = placeholder
             placeholders[alias] = placeholder.name
         tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
@@ -357,6 +379,7 @@ def convert_tf2(saved_model_dir, tags, signatures, opset):
 
 def finish_signature(name, sig, graph_def, parse_op, ops, inputs, outputs, in_aliases, out_aliases,
                      tables, opset, graph=None):
+    input_shapes = {alias: tensor.shape for alias, tensor in zip(sorted(in_aliases), inputs)}
     import tensorflow as tf
     if graph is None:
         graph = tf.Graph()
@@ -389,7 +412,7 @@ def finish_signature(name, sig, graph_def, parse_op, ops, inputs, outputs, in_al
     else:
         # NOTE: cut at the signature's inputs too: a TF1 input can be an inner tensor (x:0 is
         # an Identity of the parse op in half_plus_two), and nothing upstream may remain.
-        graph_def, placeholders = cut_at_inputs(graph_def, graph, in_aliases, output_names)
+        graph_def, placeholders = cut_at_inputs(graph_def, graph, in_aliases, output_names, input_shapes)
         input_names = [placeholders[a] for a in sorted(placeholders)]
         for alias, placeholder in placeholders.items():
             renames[placeholder] = alias if alias not in out_aliases else f"input:{alias}"

@@ -51,9 +51,10 @@ fn main() -> std::process::ExitCode {
 
 /// `onnx-serving convert`: runs the SavedModel converter compiled into the binary.
 fn convert(args: &onnx_serving::config::cli::ConvertArgs) -> std::process::ExitCode {
-    let output = args.output_dir.clone().unwrap_or_else(|| {
-        args.saved_model_dir.join(onnx_serving::platforms::tensorflow::LOCAL_CONVERSION_DIR)
-    });
+    let output = args
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| args.saved_model_dir.join(onnx_serving::platforms::tensorflow::LOCAL_CONVERSION_DIR));
     match onnx_serving::platforms::tensorflow::run_converter(&args.python, &args.saved_model_dir, &output) {
         Ok(()) => {
             println!("converted {} into {}", args.saved_model_dir.display(), output.display());

@@ -333,7 +333,7 @@ mod tests {
             "--file_system_poll_wait_seconds=-1",
         ])
         .expect("parse");
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else { panic!("serve") };
         assert_eq!(args.model_name, "mnist");
         assert_eq!(args.rest_api_port, 9000);
         assert_eq!(args.port, 8500);
@@ -346,7 +346,7 @@ mod tests {
     fn bool_flags_take_tf_serving_forms() {
         let parse = |flag: &str| {
             let cli = Cli::try_parse_from(["onnx-serving", "serve", flag]).map_err(|e| e.to_string())?;
-            let Command::Serve(args) = cli.command;
+            let Command::Serve(args) = cli.command else { panic!("serve") };
             Ok::<_, String>(args.enable_grpc_healthcheck_service)
         };
         assert_eq!(parse("--enable_grpc_healthcheck_service"), Ok(true));

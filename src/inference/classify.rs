@@ -129,6 +129,45 @@ impl Column {
     }
 }
 
+/// Checks a present feature's list type and value count against its spec.
+fn check_present(spec: &FeatureSpec, index: usize, feature: &Feature) -> ServingResult<()> {
+    let kind = type_name(spec.dtype);
+    if !kind_matches(feature, spec.dtype) {
+        return Err(ServingError::invalid_argument(format!(
+            "Name: <unknown>, Key: {}, Index: {index}.  Data types don't match. Data type: {} but expected type: {kind}",
+            spec.key,
+            feature.kind_name()
+        )));
+    }
+    match &spec.shape {
+        FeatureShape::Fixed(dims) => {
+            let per_example = dims.iter().map(|&d| d.max(0) as usize).product::<usize>();
+            if feature.len() != per_example {
+                return Err(ServingError::invalid_argument(format!(
+                    "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values != expected.  Values size: {} \
+                     but output shape: {}",
+                    spec.key,
+                    feature.len(),
+                    dims_text(dims)
+                )));
+            }
+        }
+        FeatureShape::Sequence(block) => {
+            let stride = block.iter().map(|&d| d.max(0) as usize).product::<usize>().max(1);
+            if !feature.len().is_multiple_of(stride) {
+                return Err(ServingError::invalid_argument(format!(
+                    "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values is not a multiple of stride \
+                     length. Saw {} values but output shape is: [?,{}]",
+                    spec.key,
+                    feature.len(),
+                    block.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse_feature(spec: &FeatureSpec, input: &ExampleInput) -> ServingResult<Tensor> {
     let batch = input.examples.len();
     let kind = type_name(spec.dtype);
@@ -180,7 +219,7 @@ fn parse_feature(spec: &FeatureSpec, input: &ExampleInput) -> ServingResult<Tens
                     if !kind_matches(feature, spec.dtype) {
                         return Err(mismatch(index, feature));
                     }
-                    if feature.len() % stride != 0 {
+                    if !feature.len().is_multiple_of(stride) {
                         return Err(ServingError::invalid_argument(format!(
                             "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values is not a multiple of \
                              stride length. Saw {} values but output shape is: [?,{}]",
@@ -212,6 +251,15 @@ fn parse_feature(spec: &FeatureSpec, input: &ExampleInput) -> ServingResult<Tens
 pub fn examples_to_inputs(input: &ExampleInput, spec: &ExampleSpec) -> ServingResult<Vec<(String, Tensor)>> {
     if input.examples.is_empty() {
         return Err(ServingError::invalid_argument("Input is empty."));
+    }
+    // NOTE: as TF's parser, each example's present features are checked (type, count) before
+    // any missing required one is reported.
+    for (index, example) in input.examples.iter().enumerate() {
+        for feature in &spec.features {
+            if let Some(found) = lookup(example, input.context.as_ref(), &feature.key) {
+                check_present(feature, index, found)?;
+            }
+        }
     }
     let mut inputs = Vec::new();
     for feature in &spec.features {

@@ -102,7 +102,8 @@ pub async fn run_model(
     // NOTE: if this future is dropped (the client went away) or times out, the queued or
     // running model call is stopped instead of finishing for nobody.
     let cancel_on_drop = CancelOnDrop::new(cancel.clone());
-    let reply_rx = servable.submit(RunRequest { signature: signature.to_string(), inputs, output_names, deadline, cancel });
+    let reply_rx =
+        servable.submit(RunRequest { signature: signature.to_string(), inputs, output_names, deadline, cancel });
     let reply = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), reply_rx).await {
             Ok(reply) => reply,

@@ -1,8 +1,8 @@
 //! The platform registry: a platform name maps to the factory of its SourceAdapter.
 
 pub mod onnx;
-pub mod tensorflow;
 pub mod onnx_graph;
+pub mod tensorflow;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

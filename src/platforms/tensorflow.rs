@@ -74,7 +74,10 @@ pub fn read_signatures(saved_model_pb: &Path) -> ServingResult<SignatureMap> {
         .map_err(|e| ServingError::not_found(format!("cannot read {}: {e}", saved_model_pb.display())))?
         .len();
     if size > MAX_SAVED_MODEL_BYTES {
-        return Err(precondition(format!("{} is {size} bytes, more than {MAX_SAVED_MODEL_BYTES}", saved_model_pb.display())));
+        return Err(precondition(format!(
+            "{} is {size} bytes, more than {MAX_SAVED_MODEL_BYTES}",
+            saved_model_pb.display()
+        )));
     }
     let bytes = std::fs::read(saved_model_pb)
         .map_err(|e| ServingError::not_found(format!("cannot read {}: {e}", saved_model_pb.display())))?;
@@ -95,9 +98,10 @@ pub fn signatures_from_bytes(bytes: &[u8]) -> Result<SignatureMap, String> {
             Some(tf::tensor_info::Encoding::Name(name)) => name.clone(),
             _ => String::new(),
         };
-        let shape = proto.tensor_shape.as_ref().and_then(|shape| {
-            (!shape.unknown_rank).then(|| shape.dim.iter().map(|d| d.size).collect::<Vec<i64>>())
-        });
+        let shape = proto
+            .tensor_shape
+            .as_ref()
+            .and_then(|shape| (!shape.unknown_rank).then(|| shape.dim.iter().map(|d| d.size).collect::<Vec<i64>>()));
         let shape = if proto.tensor_shape.is_none() { None } else { shape };
         TensorInfo { name, dtype: DType::from_number(proto.dtype).unwrap_or(DType::Invalid), shape }
     };
@@ -209,7 +213,10 @@ fn example_spec(manifest: &ManifestExampleSpec) -> Result<ExampleSpec, String> {
     for feature in &manifest.features {
         if feature.kind != "dense" {
             if feature.used {
-                return Err(format!("feature {} is {} and used; only dense features are parsed", feature.key, feature.kind));
+                return Err(format!(
+                    "feature {} is {} and used; only dense features are parsed",
+                    feature.key, feature.kind
+                ));
             }
             continue;
         }
@@ -239,8 +246,8 @@ fn read_manifest(dir: &Path) -> ServingResult<Manifest> {
     let path = dir.join(MANIFEST);
     let text =
         std::fs::read_to_string(&path).map_err(|e| precondition(format!("cannot read {}: {e}", path.display())))?;
-    let manifest: Manifest =
-        serde_json::from_str(&text).map_err(|e| precondition(format!("{} is not a conversion manifest: {e}", path.display())))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| precondition(format!("{} is not a conversion manifest: {e}", path.display())))?;
     if manifest.format != MANIFEST_FORMAT {
         return Err(precondition(format!(
             "{} has format {}, this server reads format {MANIFEST_FORMAT}; convert again",
@@ -335,14 +342,13 @@ pub struct SavedModelServable {
 }
 
 impl SavedModelServable {
-    fn route(&self, request: RunRequest) -> Result<(&Route, RunRequest), (RunRequest, ServingError)> {
+    fn route(&self, request: RunRequest) -> ServingResult<(&Route, RunRequest)> {
         let signature = if request.signature.is_empty() { crate::core::DEFAULT_SIGNATURE } else { &request.signature };
         let Some(route) = self.routes.get(signature) else {
-            let error = ServingError::failed_precondition(format!(
+            return Err(ServingError::failed_precondition(format!(
                 "signature {signature} has no ONNX conversion (converted: {})",
                 self.routes.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
-            return Err((request, error));
+            )));
         };
         let RunRequest { signature, inputs, output_names, deadline, cancel } = request;
         let inputs = inputs
@@ -363,7 +369,7 @@ impl Servable for SavedModelServable {
     fn submit(&self, request: RunRequest) -> oneshot::Receiver<ServingResult<RunOutputs>> {
         match self.route(request) {
             Ok((route, request)) => route.servable.submit(request),
-            Err((_, error)) => {
+            Err(error) => {
                 let (tx, rx) = oneshot::channel();
                 let _ = tx.send(Err(error));
                 rx
@@ -374,7 +380,7 @@ impl Servable for SavedModelServable {
     fn run_blocking(&self, request: RunRequest) -> ServingResult<RunOutputs> {
         match self.route(request) {
             Ok((route, request)) => route.servable.run_blocking(request),
-            Err((_, error)) => Err(error),
+            Err(error) => Err(error),
         }
     }
 
@@ -506,7 +512,6 @@ mod tests {
         let meta = tf::MetaGraphDef {
             meta_info_def: Some(tf::meta_graph_def::MetaInfoDef { tags: vec!["serve".into()], ..Default::default() }),
             signature_def: [("classify_x_to_y".to_string(), classify)].into_iter().collect(),
-            ..Default::default()
         };
         tf::SavedModel { saved_model_schema_version: 1, meta_graphs: vec![meta] }.encode_to_vec()
     }
@@ -516,7 +521,10 @@ mod tests {
         let signatures = signatures_from_bytes(&saved_model()).expect("parse");
         let classify = &signatures["classify_x_to_y"];
         assert_eq!(classify.method_name, "tensorflow/serving/classify");
-        assert_eq!(classify.inputs["inputs"], TensorInfo { name: "tf_example:0".into(), dtype: DType::String, shape: None });
+        assert_eq!(
+            classify.inputs["inputs"],
+            TensorInfo { name: "tf_example:0".into(), dtype: DType::String, shape: None }
+        );
         assert_eq!(classify.outputs["scores"].shape, Some(vec![-1, 1]));
     }
 

@@ -193,7 +193,7 @@ impl Servable for OrtServable {
         let (reply_tx, reply_rx) = oneshot::channel();
         let job = Job { request, reply_tx, span: tracing::Span::current() };
         let sent = match self.job_tx.lock() {
-            Ok(guard) => guard.as_ref().map(|tx| tx.send(job).map_err(|e| e.0)),
+            Ok(guard) => guard.as_ref().map(|tx| tx.send(job).map_err(|e| Box::new(e.0))),
             Err(_) => None,
         };
         match sent {

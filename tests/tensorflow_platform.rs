@@ -1,0 +1,366 @@
+//! The tensorflow platform against the real binary: SavedModels served from their ONNX
+//! conversions over REST and gRPC (Predict, Classify, Regress, MultiInference, metadata), the
+//! committed conversions without TensorFlow, and the converter itself (automatic conversion
+//! into the content-keyed cache, `onnx-serving convert`, failures that say what to do).
+//!
+//! The converter tests need Python with TensorFlow and tf2onnx
+//! (`python/requirements-convert.txt`), named by `ONNX_SERVING_CONVERTER_PYTHON`; `.ci/run`
+//! installs them in a venv. TF Serving's own test SavedModels come from the shared references
+//! (`../shared/tfs-testdata` or `TFS_TESTDATA_DIR`). Without either, those tests say why they
+//! skip, unless `ONNX_SERVING_REQUIRE_ALL_TESTS=1` makes a skip a failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{copy_dir, repo_path, run_to_exit, ServerProcess};
+use onnx_serving::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+use onnx_serving::proto::tensorflow::serving::{
+    inference_result, input, ClassificationRequest, ExampleList, InferenceTask, Input, ModelSpec,
+    MultiInferenceRequest, PredictRequest, RegressionRequest,
+};
+use onnx_serving::proto::tensorflow::{
+    feature, tensor_shape_proto, Example, Feature, Features, FloatList, TensorProto, TensorShapeProto,
+};
+use serde_json::{json, Value};
+
+fn skip_unless(what: &str, present: bool) -> bool {
+    if !present {
+        assert!(
+            std::env::var("ONNX_SERVING_REQUIRE_ALL_TESTS").as_deref() != Ok("1"),
+            "{what} is missing, and ONNX_SERVING_REQUIRE_ALL_TESTS=1"
+        );
+        eprintln!("skipped: {what} is missing");
+    }
+    !present
+}
+
+fn converter_python() -> Option<String> {
+    std::env::var("ONNX_SERVING_CONVERTER_PYTHON").ok().filter(|p| Path::new(p).is_file())
+}
+
+fn tfs_testdata(name: &str) -> PathBuf {
+    std::env::var_os("TFS_TESTDATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path("../shared/tfs-testdata"))
+        .join(name)
+}
+
+fn serve_tf(name: &str, base: &Path, extra: &[&str]) -> ServerProcess {
+    let mut args = vec![
+        format!("--model_name={name}"),
+        format!("--model_base_path={}", base.display()),
+        "--model_platform=tensorflow".to_string(),
+        "--max_num_load_retries=0".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ServerProcess::start_logged(&args, &[])
+}
+
+async fn post(server: &ServerProcess, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new().post(server.url(path)).json(&body).send().await.expect("post");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+/// TF Serving's half_plus_two answers, over REST.
+async fn check_half_plus_two_rest(server: &ServerProcess, model: &str) {
+    let at = |method: &str| format!("/v1/models/{model}:{method}");
+    let (status, body) = post(server, &at("predict"), json!({"instances": [[1.0], [2.0], [5.0]]})).await;
+    assert_eq!((status, body), (200, json!({"predictions": [[2.5], [3.0], [4.5]]})));
+    let examples = json!([{"x": 2.0}, {"x": 3.0}]);
+    let (_, body) =
+        post(server, &at("classify"), json!({"signature_name": "classify_x_to_y", "examples": examples})).await;
+    assert_eq!(body, json!({"results": [[["", 3.0]], [["", 3.5]]]}));
+    let (_, body) =
+        post(server, &at("regress"), json!({"signature_name": "regress_x_to_y", "examples": examples})).await;
+    assert_eq!(body, json!({"results": [3.0, 3.5]}));
+    let (_, body) =
+        post(server, &at("regress"), json!({"signature_name": "regress_x_to_y2", "examples": [{"x": 2.0}]})).await;
+    assert_eq!(body, json!({"results": [4.0]}));
+    // regress_x2_to_y3 takes x2 itself: y3 = 0.5 * 4 + 3.
+    let (_, body) =
+        post(server, &at("predict"), json!({"signature_name": "regress_x2_to_y3", "instances": [[4.0]]})).await;
+    assert_eq!(body, json!({"predictions": [[5.0]]}));
+    // A feature of the wrong type is refused as TF's parser refuses it.
+    let (status, body) =
+        post(server, &at("regress"), json!({"signature_name": "regress_x_to_y", "examples": [{"x2": 1}]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "Name: <unknown>, Key: x2, Index: 0.  Data types don't match. Data type: int64 but expected type: float"
+    );
+}
+
+fn float_example(x: f32) -> Example {
+    let feature = Feature { kind: Some(feature::Kind::FloatList(FloatList { value: vec![x] })) };
+    Example { features: Some(Features { feature: [("x".to_string(), feature)].into_iter().collect() }) }
+}
+
+fn spec(name: &str, signature: &str) -> Option<ModelSpec> {
+    Some(ModelSpec { name: name.into(), signature_name: signature.into(), ..Default::default() })
+}
+
+#[tokio::test]
+async fn committed_conversions_serve_half_plus_two_without_tensorflow() {
+    // No converter: the conversion beside the SavedModel (onnx/) is all there is.
+    let server = serve_tf("default", &repo_path("models/half_plus_two_tf"), &["--conversion_python=/nonexistent"]);
+    check_half_plus_two_rest(&server, "default").await;
+
+    let address = server.grpc_address.expect("gRPC");
+    let mut client = PredictionServiceClient::connect(format!("http://{address}")).await.expect("connect");
+    let x = TensorProto {
+        dtype: 1,
+        tensor_shape: Some(TensorShapeProto {
+            dim: vec![
+                tensor_shape_proto::Dim { size: 2, name: String::new() },
+                tensor_shape_proto::Dim { size: 1, name: String::new() },
+            ],
+            unknown_rank: false,
+        }),
+        float_val: vec![2.0, 4.0],
+        ..Default::default()
+    };
+    let response = client
+        .predict(PredictRequest {
+            model_spec: spec("default", ""),
+            inputs: [("x".to_string(), x)].into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("predict")
+        .into_inner();
+    assert_eq!(response.outputs["y"].float_val, vec![3.0, 4.0]);
+    let examples =
+        Some(Input { kind: Some(input::Kind::ExampleList(ExampleList { examples: vec![float_example(2.0)] })) });
+    let response = client
+        .classify(ClassificationRequest { model_spec: spec("default", "classify_x_to_y"), input: examples.clone() })
+        .await
+        .expect("classify")
+        .into_inner();
+    assert_eq!(response.result.expect("result").classifications[0].classes[0].score, 3.0);
+    let response = client
+        .regress(RegressionRequest { model_spec: spec("default", "regress_x_to_y"), input: examples.clone() })
+        .await
+        .expect("regress")
+        .into_inner();
+    assert_eq!(response.result.expect("result").regressions[0].value, 3.0);
+    let task = |signature: &str, method: &str| InferenceTask {
+        model_spec: spec("default", signature),
+        method_name: format!("tensorflow/serving/{method}"),
+    };
+    let response = client
+        .multi_inference(MultiInferenceRequest {
+            tasks: vec![task("classify_x_to_y", "classify"), task("regress_x_to_y2", "regress")],
+            input: examples,
+        })
+        .await
+        .expect("multi inference")
+        .into_inner();
+    match (&response.results[0].result, &response.results[1].result) {
+        (
+            Some(inference_result::Result::ClassificationResult(classes)),
+            Some(inference_result::Result::RegressionResult(values)),
+        ) => {
+            assert_eq!(classes.classifications[0].classes[0].score, 3.0);
+            assert_eq!(values.regressions[0].value, 4.0);
+        }
+        other => panic!("expected a classification and a regression, got {other:?}"),
+    }
+
+    // Metadata is TF Serving's, byte for byte where it matters: compare with TF Serving's own
+    // golden response for this model.
+    let golden = tfs_testdata("half_plus_two_model_metadata.json");
+    if skip_unless("TF Serving's golden metadata (../shared/tfs-testdata)", golden.is_file()) {
+        return;
+    }
+    let mut ours: Value =
+        reqwest::get(server.url("/v1/models/default/metadata")).await.expect("get").json().await.expect("json");
+    let providers = ours["metadata"].as_object_mut().and_then(|m| m.remove("execution_providers"));
+    assert_eq!(providers, Some(json!(["CPUExecutionProvider"])), "our one extension");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(golden).expect("read")).expect("json");
+    assert_eq!(ours, golden);
+}
+
+#[tokio::test]
+async fn the_mnist_tutorial_model_predicts_and_classifies_with_its_lookup_table() {
+    let server = serve_tf("mnist", &repo_path("models/mnist_savedmodel"), &["--conversion_python=/nonexistent"]);
+    // A blank image: the classes are the table's strings, ten of them, scores descending.
+    let (status, body) =
+        post(&server, "/v1/models/mnist:classify", json!({"examples": [{"x": vec![0.0f32; 784]}]})).await;
+    assert_eq!(status, 200, "{body}");
+    let classes = body["results"][0].as_array().expect("classes").clone();
+    assert_eq!(classes.len(), 10);
+    let labels: Vec<&str> = classes.iter().filter_map(|c| c[0].as_str()).collect();
+    let mut sorted = labels.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec!["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    let scores: Vec<f64> = classes.iter().filter_map(|c| c[1].as_f64()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let (status, body) = post(
+        &server,
+        "/v1/models/mnist:predict",
+        json!({"signature_name": "predict_images", "instances": [vec![0.0f32; 784]]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let probabilities: Vec<f64> = serde_json::from_value(body["predictions"][0].clone()).expect("scores");
+    // The classify scores are the top-k of the same softmax.
+    let mut top = probabilities.clone();
+    top.sort_by(|a, b| b.total_cmp(a));
+    assert!((top[0] - scores[0]).abs() < 1e-6);
+}
+
+#[tokio::test]
+async fn without_a_conversion_or_a_converter_the_error_gives_the_command() {
+    let base = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo_path("models/half_plus_two_tf/123"), &base.path().join("123"));
+    std::fs::remove_dir_all(base.path().join("123/onnx")).expect("drop the conversion");
+    let cache = tempfile::tempdir().expect("cache");
+    let (code, output) = run_to_exit(
+        &[
+            "--model_name=hpt",
+            &format!("--model_base_path={}", base.path().display()),
+            "--model_platform=tensorflow",
+            "--max_num_load_retries=0",
+            "--conversion_python=/nonexistent/python3",
+            &format!("--conversion_cache_dir={}", cache.path().display()),
+        ],
+        &[],
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        output.contains("has no ONNX conversion, and converting it failed: cannot run /nonexistent/python3"),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("onnx-serving convert --saved_model_dir={}", base.path().join("123").display())),
+        "{output}"
+    );
+    assert!(output.contains("pip install -r python/requirements-convert.txt"), "{output}");
+    // An unknown platform lists the known ones.
+    let (_, output) = run_to_exit(&["--model_base_path=/tmp", "--model_platform=caffe"], &[]);
+    assert!(output.contains("onnx") && output.contains("pytorch") && output.contains("tensorflow"), "{output}");
+}
+
+#[tokio::test]
+async fn the_server_converts_into_the_cache_and_reuses_it() {
+    let Some(python) = converter_python() else {
+        skip_unless("ONNX_SERVING_CONVERTER_PYTHON (a Python with python/requirements-convert.txt)", false);
+        return;
+    };
+    let base = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo_path("models/half_plus_two_tf/123"), &base.path().join("123"));
+    std::fs::remove_dir_all(base.path().join("123/onnx")).expect("drop the conversion");
+    let cache = tempfile::tempdir().expect("cache");
+    let flags = [format!("--conversion_python={python}"), format!("--conversion_cache_dir={}", cache.path().display())];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = serve_tf("default", base.path(), &flags);
+    assert!(!server.log_lines_with("SavedModel converted").is_empty());
+    check_half_plus_two_rest(&server, "default").await;
+    drop(server);
+    // Nothing was written into the model directory; a second start finds the cache.
+    let entries: Vec<_> =
+        std::fs::read_dir(base.path().join("123")).expect("read").flatten().map(|e| e.file_name()).collect();
+    assert!(!entries.iter().any(|n| n == "onnx"), "{entries:?}");
+    let server = serve_tf("default", base.path(), &flags);
+    assert!(!server.log_lines_with("using the cached SavedModel conversion").is_empty());
+    assert!(server.log_lines_with("converting the SavedModel").is_empty());
+    check_half_plus_two_rest(&server, "default").await;
+}
+
+#[tokio::test]
+async fn tf_serving_test_models_convert_and_answer() {
+    let Some(python) = converter_python() else {
+        skip_unless("ONNX_SERVING_CONVERTER_PYTHON (a Python with python/requirements-convert.txt)", false);
+        return;
+    };
+    if skip_unless("TF Serving's test SavedModels (../shared/tfs-testdata)", tfs_testdata("README.md").is_file()) {
+        return;
+    }
+    let cache = tempfile::tempdir().expect("cache");
+    let flags = [format!("--conversion_python={python}"), format!("--conversion_cache_dir={}", cache.path().display())];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    // TF1 half_plus_two, as TF Serving's own tests check it.
+    let server = serve_tf("default", &tfs_testdata("saved_model_half_plus_two_cpu"), &flags);
+    check_half_plus_two_rest(&server, "default").await;
+    drop(server);
+    // The TF2 export: every method_name is predict, and tf.Example still works.
+    let server = serve_tf("tf2", &tfs_testdata("saved_model_half_plus_two_tf2_cpu"), &flags);
+    let (_, body) = post(
+        &server,
+        "/v1/models/tf2:classify",
+        json!({"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}),
+    )
+    .await;
+    assert_eq!(body, json!({"results": [[["", 3.0]]]}));
+    let metadata: Value =
+        reqwest::get(server.url("/v1/models/tf2/metadata")).await.expect("get").json().await.expect("json");
+    let signatures = &metadata["metadata"]["signature_def"]["signature_def"];
+    assert!(signatures.get("__saved_model_init_op").is_some(), "shown as TF Serving shows it: {metadata}");
+    drop(server);
+    // half_plus_three: y = 0.5x + 3, TF's regress signature name included.
+    let server = serve_tf("three", &tfs_testdata("saved_model_half_plus_three"), &flags);
+    let (_, body) = post(
+        &server,
+        "/v1/models/three:regress",
+        json!({"signature_name": "tensorflow/serving/regress", "examples": [{"x": 2.0}]}),
+    )
+    .await;
+    assert_eq!(body, json!({"results": [4.0]}));
+    drop(server);
+    // The stateful counter cannot become ONNX, and says so.
+    let (code, output) = run_to_exit(
+        &[
+            "--model_name=counter",
+            &format!("--model_base_path={}", tfs_testdata("saved_model_counter").display()),
+            "--model_platform=tensorflow",
+            "--max_num_load_retries=0",
+            flags[0],
+            flags[1],
+        ],
+        &[],
+    );
+    assert_ne!(code, Some(0));
+    assert!(output.contains("is a float32_ref (a stateful variable reference), which ONNX cannot express"), "{output}");
+}
+
+#[test]
+fn onnx_serving_convert_writes_a_conversion_the_server_uses() {
+    let Some(python) = converter_python() else {
+        skip_unless("ONNX_SERVING_CONVERTER_PYTHON (a Python with python/requirements-convert.txt)", false);
+        return;
+    };
+    let out = tempfile::tempdir().expect("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+        .args([
+            "convert",
+            &format!("--saved_model_dir={}", repo_path("tests/fixtures/saved_model_counter/1").display()),
+            &format!("--output_dir={}", out.path().display()),
+            &format!("--python={python}"),
+        ])
+        .output()
+        .expect("run convert");
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stderr).contains("which ONNX cannot express"));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+        .args([
+            "convert",
+            &format!("--saved_model_dir={}", repo_path("models/half_plus_two_tf/123").display()),
+            &format!("--output_dir={}", out.path().display()),
+            &format!("--python={python}"),
+        ])
+        .output()
+        .expect("run convert");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let signatures = manifest["signatures"].as_object().expect("signatures");
+    assert_eq!(signatures.len(), 5);
+    let spec = &signatures["classify_x_to_y"]["example_spec"];
+    assert_eq!(spec["features"][0]["key"], "x");
+    assert_eq!(spec["features"][1]["default"], json!([0.0]));
+    assert_eq!(spec["features"][1]["used"], false);
+}
