@@ -296,3 +296,76 @@ async fn classify_and_regress_take_tf_example_json() {
     assert_eq!((status, error(body).as_str()), (400, "No signature was found with the name: nope"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn zipmap_outputs_become_json_objects_and_dense_grpc_tensors() {
+    use onnx_serving::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+    use onnx_serving::proto::tensorflow::serving::{ModelSpec, PredictRequest};
+    use onnx_serving::proto::tensorflow::{tensor_shape_proto, TensorProto, TensorShapeProto};
+    // The same scikit-learn logistic regression, exported with skl2onnx's default ZipMap and
+    // with zipmap=False.
+    let server = start_server(&[
+        ("zipmap", repo_path("tests/fixtures/iris_zipmap")),
+        ("tensor", repo_path("tests/fixtures/iris_tensor")),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let flowers = r#"{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}"#;
+    let (status, body) = post(&client, &format!("{}/v1/models/zipmap:predict", base_url(&server)), flowers).await;
+    assert_eq!(status, 200, "{body}");
+    let zipmap = parse(&body);
+    let (_, body) = post(&client, &format!("{}/v1/models/tensor:predict", base_url(&server)), flowers).await;
+    let dense = parse(&body);
+    for row in 0..2 {
+        let object = zipmap["predictions"][row]["output_probability"].as_object().expect("one object per row").clone();
+        assert_eq!(object.keys().collect::<Vec<_>>(), vec!["0", "1", "2"], "{zipmap}");
+        for class in 0..3 {
+            let a = object[&class.to_string()].as_f64().expect("score");
+            let b = dense["predictions"][row]["probabilities"][class].as_f64().expect("score");
+            assert!((a - b).abs() < 1e-6, "row {row} class {class}: {a} vs {b}");
+        }
+        assert_eq!(zipmap["predictions"][row]["output_label"], dense["predictions"][row]["label"]);
+    }
+    assert_eq!(zipmap["predictions"][1]["output_label"], json!(2), "a virginica");
+    // Columnar requests get the same objects.
+    let (_, body) = post(
+        &client,
+        &format!("{}/v1/models/zipmap:predict", base_url(&server)),
+        r#"{"inputs": {"X": [[5.1, 3.5, 1.4, 0.2]]}}"#,
+    )
+    .await;
+    assert!(parse(&body)["outputs"]["output_probability"][0]["0"].is_number(), "{body}");
+
+    // gRPC: the dense scores and the class keys in column order.
+    let address = server.grpc_address.expect("gRPC");
+    let mut grpc = PredictionServiceClient::connect(format!("http://{address}")).await.expect("connect");
+    let x = TensorProto {
+        dtype: 1,
+        tensor_shape: Some(TensorShapeProto {
+            dim: [1, 4].iter().map(|&size| tensor_shape_proto::Dim { size, name: String::new() }).collect(),
+            unknown_rank: false,
+        }),
+        float_val: vec![5.1, 3.5, 1.4, 0.2],
+        ..Default::default()
+    };
+    let response = grpc
+        .predict(PredictRequest {
+            model_spec: Some(ModelSpec { name: "zipmap".into(), ..Default::default() }),
+            inputs: [("X".to_string(), x)].into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("predict")
+        .into_inner();
+    let scores = &response.outputs["output_probability"];
+    assert_eq!(scores.dtype, 1);
+    assert_eq!(
+        scores.tensor_shape.as_ref().map(|s| s.dim.iter().map(|d| d.size).collect::<Vec<_>>()),
+        Some(vec![1, 3])
+    );
+    let classes = &response.outputs["output_probability_classes"];
+    assert_eq!(classes.string_val, vec![bytes::Bytes::from("0"), bytes::Bytes::from("1"), bytes::Bytes::from("2")]);
+    let first = zipmap["predictions"][0]["output_probability"]["0"].as_f64().expect("score");
+    assert!((f64::from(scores.float_val[0]) - first).abs() < 1e-6);
+    server.shutdown().await;
+}

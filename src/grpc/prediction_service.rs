@@ -14,6 +14,9 @@ use super::GrpcState;
 use crate::codec::example_proto::{classification_result, input_from_proto, regression_result};
 use crate::codec::signature_proto::{signature_def_map, SIGNATURE_DEF_MAP_TYPE_URL};
 
+/// The suffix of the extra output that carries a map output's class keys over gRPC.
+pub const MAP_CLASSES_SUFFIX: &str = "_classes";
+
 /// Our GetModelMetadata field listing the version's execution providers.
 pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
 const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
@@ -58,11 +61,20 @@ impl PredictionServiceImpl {
         let outcome =
             predict(handle.servable.as_ref(), &spec.signature_name, inputs, &request.output_filter, deadline).await?;
         let as_content = self.state.serialize_as_tensor_content;
-        let outputs = outcome.outputs.iter().map(|(alias, tensor)| (alias.clone(), encode_tensor(tensor, as_content)));
-        Ok(PredictResponse {
-            model_spec: Some(echo(&spec.name, handle.id.version, &spec.signature_name)),
-            outputs: outputs.collect(),
-        })
+        let mut outputs = BTreeMap::new();
+        for (alias, tensor) in &outcome.outputs {
+            // NOTE: TensorProto has no map; a sequence-of-maps output goes out as its dense
+            // [batch, classes] scores plus `<alias>_classes`, the class keys in column order.
+            if let Some(keys) = &tensor.map_keys {
+                let classes = Tensor::from_strings(
+                    vec![keys.len()],
+                    keys.iter().map(|k| bytes::Bytes::copy_from_slice(k.as_bytes())).collect(),
+                );
+                outputs.insert(format!("{alias}{MAP_CLASSES_SUFFIX}"), encode_tensor(&classes, as_content));
+            }
+            outputs.insert(alias.clone(), encode_tensor(tensor, as_content));
+        }
+        Ok(PredictResponse { model_spec: Some(echo(&spec.name, handle.id.version, &spec.signature_name)), outputs })
     }
 
     fn metadata_request(&self, request: GetModelMetadataRequest) -> ServingResult<GetModelMetadataResponse> {

@@ -482,11 +482,27 @@ impl OrtRuntime {
     }
 }
 
+/// True for `map(int64|string, float)`, the element of a ZipMap output.
+pub(crate) fn is_score_map(value_type: &ValueType) -> bool {
+    matches!(
+        value_type,
+        ValueType::Map {
+            key: ort::value::TensorElementType::Int64 | ort::value::TensorElementType::String,
+            value: ort::value::TensorElementType::Float32
+        }
+    )
+}
+
 /// Returns the inputs and outputs of a session.
 pub(crate) fn model_io(session: &Session) -> (Vec<ModelIo>, Vec<ModelIo>) {
     let describe = |name: &str, value_type: &ValueType| match value_type {
         ValueType::Tensor { ty, shape, .. } => {
             ModelIo { name: name.to_string(), dtype: dtype_from_ort(*ty), dims: shape.to_vec() }
+        }
+        // NOTE: a sequence of maps to floats (a classifier's ZipMap) is served as the dense
+        // [batch, classes] float tensor it holds; see `convert::map_rows_output`.
+        ValueType::Sequence(inner) if is_score_map(inner) => {
+            ModelIo { name: name.to_string(), dtype: Some(DType::Float), dims: vec![-1, -1] }
         }
         _ => ModelIo { name: name.to_string(), dtype: None, dims: Vec::new() },
     };

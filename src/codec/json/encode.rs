@@ -57,6 +57,8 @@ struct OutputView<'a> {
     shape: &'a [usize],
     len: usize,
     elements: Elements<'a>,
+    /// A sequence-of-maps output: its innermost lists are written as `{key: value}` objects.
+    map_keys: Option<&'a [String]>,
 }
 
 fn typed<'a, T: Element>(tensor: &'a Tensor, alias: &str) -> ServingResult<Cow<'a, [T]>> {
@@ -106,7 +108,7 @@ impl<'a> OutputView<'a> {
                 tensor.shape
             )));
         }
-        Ok(OutputView { alias, shape: &tensor.shape, len, elements })
+        Ok(OutputView { alias, shape: &tensor.shape, len, elements, map_keys: tensor.map_keys.as_deref() })
     }
 
     /// Writes elements `start..start + count`, comma separated.
@@ -156,9 +158,24 @@ impl<'a> OutputView<'a> {
         let mut next = start;
         // Writes one innermost list and returns where the next one starts.
         let mut innermost = |out: &mut Vec<u8>| -> ServingResult<()> {
-            out.push(b'[');
-            self.write_run(next, inner, out)?;
-            out.push(b']');
+            match self.map_keys {
+                Some(keys) => {
+                    out.push(b'{');
+                    for (i, key) in keys.iter().take(inner).enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        write_key(out, key);
+                        self.write_run(next + i, 1, out)?;
+                    }
+                    out.push(b'}');
+                }
+                None => {
+                    out.push(b'[');
+                    self.write_run(next, inner, out)?;
+                    out.push(b']');
+                }
+            }
             next += inner;
             Ok(())
         };

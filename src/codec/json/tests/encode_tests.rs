@@ -167,9 +167,14 @@ fn unwritable_dtypes() {
 
 #[test]
 fn inconsistent_tensors_are_internal_errors() {
-    let short = Tensor { dtype: DType::Float, shape: vec![3], data: TensorData::Dense(Bytes::from(vec![0u8; 8])) };
+    let short = Tensor {
+        dtype: DType::Float,
+        shape: vec![3],
+        data: TensorData::Dense(Bytes::from(vec![0u8; 8])),
+        map_keys: None,
+    };
     assert_eq!(encode_err(JsonFormat::Columnar, vec![("y", short)]).0, Code::Internal);
-    let wrong = Tensor { dtype: DType::String, shape: vec![1], data: TensorData::Dense(Bytes::new()) };
+    let wrong = Tensor { dtype: DType::String, shape: vec![1], data: TensorData::Dense(Bytes::new()), map_keys: None };
     assert_eq!(encode_err(JsonFormat::Columnar, vec![("y", wrong)]).0, Code::Internal);
 }
 
