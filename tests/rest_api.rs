@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{base_url, repo_path, start_server};
+use common::{base_url, repo_path, start_server, ServerProcess};
 use serde_json::{json, Value};
 
 async fn post(client: &reqwest::Client, url: &str, body: &str) -> (u16, String) {
@@ -368,4 +368,69 @@ async fn zipmap_outputs_become_json_objects_and_dense_grpc_tensors() {
     let first = zipmap["predictions"][0]["output_probability"]["0"].as_f64().expect("score");
     assert!((f64::from(scores.float_val[0]) - first).abs() < 1e-6);
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pytorch_exports_serve_with_aliases_and_fixed_batches_skip_the_batcher() {
+    // An unnamed torch.onnx.export (input.1 -> 15), named by its model_options.pbtxt.
+    let server = ServerProcess::start_logged(
+        &[
+            "--model_name=cnn",
+            &format!("--model_base_path={}", repo_path("models/mnist_cnn_pytorch").display()),
+            "--model_platform=pytorch",
+        ],
+        &[],
+    );
+    let client = reqwest::Client::new();
+    let metadata: Value =
+        client.get(server.url("/v1/models/cnn/metadata")).send().await.expect("get").json().await.expect("json");
+    let signature = &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"];
+    assert_eq!(signature["inputs"]["image"]["name"], "input.1", "{metadata}");
+    let dims: Vec<&str> = signature["inputs"]["image"]["tensor_shape"]["dim"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|d| d["size"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(dims, vec!["-1", "1", "28", "28"], "NCHW with a dynamic batch");
+    assert!(signature["outputs"]["scores"].is_object(), "{metadata}");
+    let image = vec![vec![vec![vec![0.0f32; 28]; 28]; 1]; 3];
+    let response = client
+        .post(server.url("/v1/models/cnn:predict"))
+        .body(json!({"instances": image}).to_string())
+        .send()
+        .await
+        .expect("predict");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["predictions"].as_array().map(Vec::len), Some(3), "{body}");
+    let scores: Vec<f64> = serde_json::from_value(body["predictions"][0].clone()).expect("scores");
+    assert!((scores.iter().sum::<f64>() - 1.0).abs() < 1e-4, "a softmax: {scores:?}");
+    drop(server);
+
+    // A fixed batch of 1 with external data (model.onnx.data): it serves, the batcher leaves
+    // it alone, and metadata shows the fixed dimension.
+    let server = ServerProcess::start_logged(
+        &[
+            "--model_name=fixed",
+            &format!("--model_base_path={}", repo_path("tests/fixtures/pytorch_fixed_batch").display()),
+            "--model_platform=pytorch",
+            "--enable_batching",
+        ],
+        &[],
+    );
+    let bypassed = server.log_lines_with("batching bypassed");
+    assert!(bypassed.iter().any(|l| l.contains("fixed batch dimension of 1")), "{bypassed:?}");
+    let (status, body) =
+        post(&client, &server.url("/v1/models/fixed:predict"), r#"{"instances": [[1.0, 1.0, 1.0, 1.0]]}"#).await;
+    assert_eq!((status, parse(&body)), (200, json!({"predictions": [[10.25, 0.0]]})));
+    let metadata: Value =
+        client.get(server.url("/v1/models/fixed/metadata")).send().await.expect("get").json().await.expect("json");
+    let dim = &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["x"]["tensor_shape"]
+        ["dim"];
+    assert_eq!(dim[0]["size"], "1", "{metadata}");
+    let (status, body) = post(
+        &client,
+        &server.url("/v1/models/fixed:predict"),
+        r#"{"instances": [[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0]]}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "two rows do not fit a batch of one: {body}");
 }
