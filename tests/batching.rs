@@ -70,7 +70,8 @@ fn recorded() -> &'static Recorded {
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn batching_server(model: &str, params: BatchingParameters) -> RunningServer {
-    let mut config = test_config(&[(model, repo_path(&format!("models/{model}")))]);
+    let directory = if model == "mnist" { "mnist_onnx" } else { model };
+    let mut config = test_config(&[(model, repo_path(&format!("models/{directory}")))]);
     config.batching = Some(BatchingConfig { global: params, per_model_files: false });
     start(config).await.expect("server starts")
 }
@@ -117,7 +118,7 @@ fn assert_close(actual: &[f32], expected: &[f32]) {
 async fn concurrent_requests_merge_into_one_model_call() {
     let _serial = SERIAL.lock().await;
     let metrics = recorded();
-    let reference = common::start_server(&[("mnist", repo_path("models/mnist"))]).await;
+    let reference = common::start_server(&[("mnist", repo_path("models/mnist_onnx"))]).await;
     // A batch closes only when 8 rows are queued (the timeout is far away), so merging does
     // not depend on how fast the clients are.
     let params = BatchingParameters {
@@ -280,7 +281,7 @@ async fn requests_that_cannot_merge_bypass_the_batcher() {
 async fn per_model_files_replace_the_global_parameters() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    common::copy_dir(&repo_path("models/mnist/2"), &dir.path().join("1"));
+    common::copy_dir(&repo_path("models/mnist_onnx/2"), &dir.path().join("1"));
     std::fs::write(dir.path().join("1/batching_params.pbtxt"), "max_batch_size { value: 2 }\n").expect("write");
     let mut config = test_config(&[("mnist", dir.path().to_path_buf())]);
     let global = BatchingParameters { max_batch_size: 32, num_batch_threads: 1, ..Default::default() };

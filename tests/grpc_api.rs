@@ -109,7 +109,7 @@ async fn predict_reads_both_encodings_and_answers_in_typed_fields() {
 
 #[tokio::test]
 async fn mnist_takes_tensor_content_as_tf_make_tensor_proto_sends_it() {
-    let server = start_server(&[("mnist", repo_path("models/mnist"))]).await;
+    let server = start_server(&[("mnist", repo_path("models/mnist_onnx"))]).await;
     let mut client = PredictionServiceClient::new(channel(&server).await);
     let image: Vec<f32> = (0..784).map(|i| if (300..480).contains(&i) { 1.0 } else { 0.0 }).collect();
     let request = predict_request(spec("mnist"), vec![("images", float_content(&[1, 784], &image))]);
@@ -217,7 +217,7 @@ async fn predict_errors_follow_the_spec() {
 
 #[tokio::test]
 async fn metadata_carries_the_signature_def_map() {
-    let server = start_server(&[("mnist", repo_path("models/mnist"))]).await;
+    let server = start_server(&[("mnist", repo_path("models/mnist_onnx"))]).await;
     let mut client = PredictionServiceClient::new(channel(&server).await);
     let request = GetModelMetadataRequest { model_spec: spec("mnist"), metadata_field: vec!["signature_def".into()] };
     let response = client.get_model_metadata(request).await.expect("metadata").into_inner();
@@ -389,7 +389,7 @@ async fn classify_regress_and_multi_inference_parse_tf_examples() {
 
 #[tokio::test]
 async fn model_status_lists_versions() {
-    let server = start_server(&[("mnist", repo_path("models/mnist"))]).await;
+    let server = start_server(&[("mnist", repo_path("models/mnist_onnx"))]).await;
     let mut client = ModelServiceClient::new(channel(&server).await);
     let response = client.get_model_status(GetModelStatusRequest { model_spec: spec("mnist") }).await.expect("status");
     let statuses = response.into_inner().model_version_status;
@@ -452,7 +452,7 @@ async fn reload_config_adds_and_removes_models() {
     // Adding a model: the call returns once the new model is loaded.
     let both = config_list(&[
         ("half_plus_two", repo_path("models/half_plus_two"), "onnx"),
-        ("mnist", repo_path("models/mnist"), "onnx"),
+        ("mnist", repo_path("models/mnist_onnx"), "onnx"),
     ]);
     let response = models.handle_reload_config_request(both).await.expect("reload").into_inner();
     assert_eq!(response.status.map(|s| s.error_code), Some(0));
@@ -461,7 +461,7 @@ async fn reload_config_adds_and_removes_models() {
     assert_eq!(scores.into_inner().outputs["scores"].float_val.len(), 10);
 
     // Removing a model unloads it; its versions stay listed as END.
-    let only_mnist = config_list(&[("mnist", repo_path("models/mnist"), "pytorch")]);
+    let only_mnist = config_list(&[("mnist", repo_path("models/mnist_onnx"), "pytorch")]);
     models.handle_reload_config_request(only_mnist).await.expect("reload");
     let x = vec![("x", floats(&[1], vec![1.0]))];
     let mut gone = None;
@@ -490,7 +490,7 @@ async fn reload_config_adds_and_removes_models() {
     let status = models.handle_reload_config_request(custom).await.expect_err("custom config");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().starts_with("ServerModelConfig type not supported by HandleReloadConfigRequest"));
-    let unknown_platform = config_list(&[("mnist", repo_path("models/mnist"), "caffe")]);
+    let unknown_platform = config_list(&[("mnist", repo_path("models/mnist_onnx"), "caffe")]);
     let status = models.handle_reload_config_request(unknown_platform).await.expect_err("platform");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().starts_with("Model mnist requests unsupported platform caffe"), "{}", status.message());

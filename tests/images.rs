@@ -59,7 +59,7 @@ async fn uploads_match_the_json_path_and_respect_the_layout() {
         ("mnist_image", repo_path("models/mnist_image")),
         ("nchw", repo_path("tests/fixtures/image_nchw")),
         ("nhwc_u8", repo_path("tests/fixtures/image_nhwc_u8")),
-        ("mnist", repo_path("models/mnist")),
+        ("mnist", repo_path("models/mnist_onnx")),
     ])
     .await;
     let base = base_url(&server);

@@ -29,7 +29,7 @@ fn serve_args(base: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_swap_without_failing_a_request() {
     let base = tempfile::tempdir().expect("tempdir");
-    copy_dir(&repo_path("models/mnist/1"), &base.path().join("1"));
+    copy_dir(&repo_path("models/mnist_onnx/1"), &base.path().join("1"));
     let args = serve_args(base.path());
     let server = ServerProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let client = reqwest::Client::new();
@@ -58,7 +58,7 @@ async fn versions_swap_without_failing_a_request() {
         }));
     }
 
-    copy_dir(&repo_path("models/mnist/2"), &base.path().join("2"));
+    copy_dir(&repo_path("models/mnist_onnx/2"), &base.path().join("2"));
     let status = wait_for_status(&client, &status_url, "v2 available and v1 retired", |s| {
         state_of(s, 2).as_deref() == Some("AVAILABLE") && state_of(s, 1).as_deref() == Some("END")
     })
@@ -97,7 +97,7 @@ async fn versions_swap_without_failing_a_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_version_ends_with_error_and_others_keep_serving() {
     let base = tempfile::tempdir().expect("tempdir");
-    copy_dir(&repo_path("models/mnist/1"), &base.path().join("1"));
+    copy_dir(&repo_path("models/mnist_onnx/1"), &base.path().join("1"));
     let args = serve_args(base.path());
     let server = ServerProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let client = reqwest::Client::new();
@@ -203,7 +203,7 @@ async fn metadata_version(client: &reqwest::Client, url: &str) -> Option<String>
 async fn model_config_file_serves_labels_and_reloads_without_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("models.config");
-    let mnist = repo_path("models/mnist");
+    let mnist = repo_path("models/mnist_onnx");
     let half = repo_path("models/half_plus_two");
     let both_versions = "model_version_policy { specific { versions: 1 versions: 2 } }";
     write_config(
@@ -289,7 +289,7 @@ fn model_config_file_errors_stop_startup() {
     assert!(stderr.contains(&format!("Invalid protobuf file: '{}'", config.display())), "{stderr}");
 
     // A label on a version that is not available stops startup, unless the flag allows it.
-    let mnist = repo_path("models/mnist");
+    let mnist = repo_path("models/mnist_onnx");
     let labelled =
         format!("model_config_list {{ {} }}", config_entry("mnist", &mnist, "version_labels { key: 'next' value: 9 }"));
     std::fs::write(&config, labelled).expect("write");
@@ -312,7 +312,7 @@ fn model_config_file_errors_stop_startup() {
 async fn labels_may_point_ahead_with_the_flag() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("models.config");
-    let mnist = repo_path("models/mnist");
+    let mnist = repo_path("models/mnist_onnx");
     let text =
         format!("model_config_list {{ {} }}", config_entry("mnist", &mnist, "version_labels { key: 'next' value: 9 }"));
     std::fs::write(&config, text).expect("write");
@@ -372,7 +372,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
 async fn config_reload_under_load_fails_no_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("models.config");
-    let mnist = repo_path("models/mnist");
+    let mnist = repo_path("models/mnist_onnx");
     let half = repo_path("models/half_plus_two");
     let only = |v: i64| format!("model_version_policy {{ specific {{ versions: {v} }} }}");
     write_config(&config, &format!("model_config_list {{ {} }}", config_entry("mnist", &mnist, &only(1))));

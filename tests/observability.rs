@@ -29,7 +29,7 @@ async fn tf_serving_metrics_are_exported_and_scraped_by_prometheus() {
     std::fs::write(&monitoring, format!("prometheus_config {{ enable: true, path: \"{PATH}\" }}\n")).expect("write");
     let server = ServerProcess::start(&[
         "--model_name=mnist",
-        &format!("--model_base_path={}", repo_path("models/mnist").display()),
+        &format!("--model_base_path={}", repo_path("models/mnist_onnx").display()),
         &format!("--monitoring_config_file={}", monitoring.display()),
     ]);
     let client = reqwest::Client::new();
@@ -138,7 +138,7 @@ async fn provider_gauges_drop_when_a_version_ends() {
     let monitoring = dir.path().join("monitoring.config");
     std::fs::write(&monitoring, "prometheus_config { enable: true }\n").expect("write");
     let base = dir.path().join("mnist");
-    common::copy_dir(&repo_path("models/mnist/1"), &base.join("1"));
+    common::copy_dir(&repo_path("models/mnist_onnx/1"), &base.join("1"));
     let server = ServerProcess::start(&[
         "--model_name=mnist",
         &format!("--model_base_path={}", base.display()),
@@ -152,7 +152,7 @@ async fn provider_gauges_drop_when_a_version_ends() {
         )
     };
     assert_eq!(sample(&scrape(&client, &server).await, &gauge(1)), Some(1.0));
-    common::copy_dir(&repo_path("models/mnist/2"), &base.join("2"));
+    common::copy_dir(&repo_path("models/mnist_onnx/2"), &base.join("2"));
     common::wait_for_status(&client, &server.url("/v1/models/mnist"), "v1 retired", |s| {
         common::state_of(s, 1).as_deref() == Some("END") && common::state_of(s, 2).as_deref() == Some("AVAILABLE")
     })

@@ -95,7 +95,7 @@ async fn every_dtype_round_trips() {
 
 #[tokio::test]
 async fn status_and_metadata_have_tf_serving_shapes() {
-    let server = start_server(&[("mnist", repo_path("models/mnist"))]).await;
+    let server = start_server(&[("mnist", repo_path("models/mnist_onnx"))]).await;
     let client = reqwest::Client::new();
     let base = base_url(&server);
 

@@ -185,7 +185,7 @@ async fn committed_conversions_serve_half_plus_two_without_tensorflow() {
 
 #[tokio::test]
 async fn the_mnist_tutorial_model_predicts_and_classifies_with_its_lookup_table() {
-    let server = serve_tf("mnist", &repo_path("models/mnist_savedmodel"), &["--conversion_python=/nonexistent"]);
+    let server = serve_tf("mnist", &repo_path("models/mnist"), &["--conversion_python=/nonexistent"]);
     // A blank image: the classes are the table's strings, ten of them, scores descending.
     let (status, body) =
         post(&server, "/v1/models/mnist:classify", json!({"examples": [{"x": vec![0.0f32; 784]}]})).await;

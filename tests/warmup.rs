@@ -37,7 +37,7 @@ fn predict_record(alias: &str) -> Vec<u8> {
 }
 
 fn version_with_warmup(dir: &Path, file: &[u8]) {
-    copy_dir(&repo_path("models/mnist/2"), dir);
+    copy_dir(&repo_path("models/mnist_onnx/2"), dir);
     std::fs::create_dir_all(dir.join("assets.extra")).expect("mkdir");
     std::fs::write(dir.join(WARMUP_FILE), file).expect("write warmup");
 }

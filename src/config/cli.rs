@@ -327,7 +327,7 @@ mod tests {
             "onnx-serving",
             "serve",
             "--model_name=mnist",
-            "--model_base_path=models/mnist",
+            "--model_base_path=models/mnist_onnx",
             "--rest_api_port=9000",
             "--execution_providers=tensorrt,cuda,cpu",
             "--file_system_poll_wait_seconds=-1",

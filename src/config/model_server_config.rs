@@ -160,7 +160,7 @@ mod tests {
             model_config_list {
               config {
                 name: "mnist"
-                base_path: "/models/mnist"
+                base_path: "/models/mnist_onnx"
                 model_platform: "onnx"
                 model_version_policy { specific { versions: 1 versions: 2 } }
                 version_labels { key: "stable" value: 1 }

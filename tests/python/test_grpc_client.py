@@ -69,7 +69,7 @@ def server():
     """Starts the binary with the MNIST model and yields its gRPC address."""
     args = [
         "--model_name=mnist",
-        f"--model_base_path={ROOT / 'models' / 'mnist'}",
+        f"--model_base_path={ROOT / 'models' / 'mnist_onnx'}",
         "--grpc_address=127.0.0.1:0",
         "--rest_api_port=0",
         "--intra_op_threads=1",
@@ -174,7 +174,7 @@ def test_model_service_status_and_reload(pb, channel):
     assert version.state == pb.get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
     reload = pb.model_management_pb2.ReloadConfigRequest()
-    for name, base in (("mnist", "models/mnist"), ("half_plus_two", "models/half_plus_two")):
+    for name, base in (("mnist", "models/mnist_onnx"), ("half_plus_two", "models/half_plus_two")):
         config = reload.config.model_config_list.config.add()
         config.name = name
         config.base_path = str(ROOT / base)

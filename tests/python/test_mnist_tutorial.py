@@ -1,5 +1,5 @@
 """TF Serving's MNIST tutorial, end to end: serve version 1 of the tutorial SavedModel
-(models/mnist_savedmodel, tensorflow platform, from its committed conversion), run
+(models/mnist, tensorflow platform, from its committed conversion), run
 examples/mnist_client.py over gRPC, publish version 2 into the base path, and see the error
 rate fall, as the README shows it."""
 
@@ -44,14 +44,14 @@ def served_version(server):
 def test_error_rate_falls_when_version_2_arrives(tmp_path):
     base = tmp_path / "mnist"
     base.mkdir()
-    shutil.copytree(ROOT / "models" / "mnist_savedmodel" / "1", base / "1")
+    shutil.copytree(ROOT / "models" / "mnist" / "1", base / "1")
     args = ["serve", "--model_name=mnist", f"--model_base_path={base}", "--model_platform=tensorflow",
             "--conversion_python=/nonexistent", "--file_system_poll_wait_seconds=1",
             "--grpc_address=127.0.0.1:0", "--rest_api_port=0"]
     with serve(args, "Running gRPC ModelServer at ") as server:
         first = error_rate(server)
         # Copy version 2 in next to version 1, as the tutorial does, and wait for it to serve.
-        shutil.copytree(ROOT / "models" / "mnist_savedmodel" / "2", tmp_path / "staging")
+        shutil.copytree(ROOT / "models" / "mnist" / "2", tmp_path / "staging")
         (tmp_path / "staging").rename(base / "2")
         deadline = time.monotonic() + 60
         while served_version(server) != 2:
