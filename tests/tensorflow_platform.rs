@@ -270,6 +270,48 @@ async fn the_server_converts_into_the_cache_and_reuses_it() {
     check_half_plus_two_rest(&server, "default").await;
 }
 
+/// Compares version 123's REST metadata with a golden file of TF Serving's, ignoring the model
+/// name (the golden file's is its own) and our `execution_providers` extension.
+async fn assert_matches_golden(server: &ServerProcess, model: &str, golden: &str) {
+    let url = server.url(&format!("/v1/models/{model}/versions/123/metadata"));
+    let mut ours: Value = reqwest::get(url).await.expect("get").json().await.expect("json");
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(tfs_testdata(golden)).expect("golden")).expect("json");
+    let providers = ours["metadata"].as_object_mut().and_then(|m| m.remove("execution_providers"));
+    assert_eq!(providers, Some(json!(["CPUExecutionProvider"])));
+    ours["model_spec"]["name"] = golden["model_spec"]["name"].clone();
+    assert_eq!(ours, golden, "{golden}");
+}
+
+async fn check_multi_inference(server: &ServerProcess, model: &str) {
+    let address = server.grpc_address.expect("gRPC");
+    let mut client = PredictionServiceClient::connect(format!("http://{address}")).await.expect("connect");
+    let task = |signature: &str, method: &str| InferenceTask {
+        model_spec: spec(model, signature),
+        method_name: format!("tensorflow/serving/{method}"),
+    };
+    let input =
+        Some(Input { kind: Some(input::Kind::ExampleList(ExampleList { examples: vec![float_example(2.0)] })) });
+    let response = client
+        .multi_inference(MultiInferenceRequest {
+            tasks: vec![task("classify_x_to_y", "classify"), task("regress_x_to_y", "regress")],
+            input,
+        })
+        .await
+        .expect("multi inference")
+        .into_inner();
+    match (&response.results[0].result, &response.results[1].result) {
+        (
+            Some(inference_result::Result::ClassificationResult(classes)),
+            Some(inference_result::Result::RegressionResult(values)),
+        ) => {
+            assert_eq!(classes.classifications[0].classes[0].score, 3.0);
+            assert_eq!(values.regressions[0].value, 3.0);
+        }
+        other => panic!("expected a classification and a regression, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn tf_serving_test_models_convert_and_answer() {
     let Some(python) = converter_python() else {
@@ -282,9 +324,26 @@ async fn tf_serving_test_models_convert_and_answer() {
     let cache = tempfile::tempdir().expect("cache");
     let flags = [format!("--conversion_python={python}"), format!("--conversion_cache_dir={}", cache.path().display())];
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    // TF1 half_plus_two, as TF Serving's own tests check it.
+    // TF1 half_plus_two, as TF Serving's own tests check it, and its golden metadata.
     let server = serve_tf("default", &tfs_testdata("saved_model_half_plus_two_cpu"), &flags);
     check_half_plus_two_rest(&server, "default").await;
+    assert_matches_golden(&server, "default", "half_plus_two_model_metadata.json").await;
+    check_multi_inference(&server, "default").await;
+    drop(server);
+    // The two-version copy, version 123, against its golden response.
+    let mut with_policy = flags.clone();
+    with_policy.push("--model_version_policy=all");
+    let server = serve_tf(
+        "saved_model_half_plus_two_2_versions",
+        &tfs_testdata("saved_model_half_plus_two_2_versions"),
+        &with_policy,
+    );
+    assert_matches_golden(
+        &server,
+        "saved_model_half_plus_two_2_versions",
+        "saved_model_half_plus_two_2_versions_metadata.json",
+    )
+    .await;
     drop(server);
     // The TF2 export: every method_name is predict, and tf.Example still works.
     let server = serve_tf("tf2", &tfs_testdata("saved_model_half_plus_two_tf2_cpu"), &flags);
@@ -299,6 +358,9 @@ async fn tf_serving_test_models_convert_and_answer() {
         reqwest::get(server.url("/v1/models/tf2/metadata")).await.expect("get").json().await.expect("json");
     let signatures = &metadata["metadata"]["signature_def"]["signature_def"];
     assert!(signatures.get("__saved_model_init_op").is_some(), "shown as TF Serving shows it: {metadata}");
+    // TF Serving's golden TF2 metadata is for a two-version copy of this model; the
+    // signatures are the same.
+    assert_matches_golden(&server, "tf2", "saved_model_half_plus_two_tf2_2_versions_metadata.json").await;
     drop(server);
     // half_plus_three: y = 0.5x + 3, TF's regress signature name included.
     let server = serve_tf("three", &tfs_testdata("saved_model_half_plus_three"), &flags);

@@ -58,10 +58,14 @@ pub fn metadata_json(name: &str, version: i64, signatures: &SignatureMap, provid
             signature.inputs.iter().map(|(alias, info)| (alias.clone(), tensor_info_json(info))).collect();
         let outputs: Map<String, Value> =
             signature.outputs.iter().map(|(alias, info)| (alias.clone(), tensor_info_json(info))).collect();
-        defs.insert(
-            signature_name.clone(),
-            json!({ "inputs": inputs, "outputs": outputs, "method_name": signature.method_name, "defaults": {} }),
-        );
+        // NOTE: TF Serving prints `defaults: {}` on every signature but the init op's (empty
+        // method name), as its golden metadata for TF2 SavedModels shows.
+        let def = if signature.method_name.is_empty() {
+            json!({ "inputs": inputs, "outputs": outputs, "method_name": signature.method_name })
+        } else {
+            json!({ "inputs": inputs, "outputs": outputs, "method_name": signature.method_name, "defaults": {} })
+        };
+        defs.insert(signature_name.clone(), def);
     }
     json!({
         "model_spec": { "name": name, "signature_name": "", "version": version.to_string() },
