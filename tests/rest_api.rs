@@ -372,37 +372,47 @@ async fn zipmap_outputs_become_json_objects_and_dense_grpc_tensors() {
 
 #[tokio::test]
 async fn pytorch_exports_serve_with_aliases_and_fixed_batches_skip_the_batcher() {
-    // An unnamed torch.onnx.export (input.1 -> 15), named by its model_options.pbtxt.
+    // Version 1 is an unnamed TorchScript export (input.1 -> 15); version 2 the same weights
+    // through the dynamo exporter (x -> softmax, weights in model.onnx.data). Each gets the
+    // aliases image and scores from its model_options.pbtxt.
     let server = ServerProcess::start_logged(
         &[
             "--model_name=cnn",
             &format!("--model_base_path={}", repo_path("models/mnist_cnn_pytorch").display()),
             "--model_platform=pytorch",
+            "--model_version_policy=all",
         ],
         &[],
     );
     let client = reqwest::Client::new();
-    let metadata: Value =
-        client.get(server.url("/v1/models/cnn/metadata")).send().await.expect("get").json().await.expect("json");
-    let signature = &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"];
-    assert_eq!(signature["inputs"]["image"]["name"], "input.1", "{metadata}");
-    let dims: Vec<&str> = signature["inputs"]["image"]["tensor_shape"]["dim"]
-        .as_array()
-        .map(|d| d.iter().filter_map(|d| d["size"].as_str()).collect())
-        .unwrap_or_default();
-    assert_eq!(dims, vec!["-1", "1", "28", "28"], "NCHW with a dynamic batch");
-    assert!(signature["outputs"]["scores"].is_object(), "{metadata}");
-    let image = vec![vec![vec![vec![0.0f32; 28]; 28]; 1]; 3];
-    let response = client
-        .post(server.url("/v1/models/cnn:predict"))
-        .body(json!({"instances": image}).to_string())
-        .send()
-        .await
-        .expect("predict");
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["predictions"].as_array().map(Vec::len), Some(3), "{body}");
-    let scores: Vec<f64> = serde_json::from_value(body["predictions"][0].clone()).expect("scores");
-    assert!((scores.iter().sum::<f64>() - 1.0).abs() < 1e-4, "a softmax: {scores:?}");
+    let image = vec![vec![vec![vec![0.25f32; 28]; 28]; 1]; 3];
+    let mut answers = Vec::new();
+    for (version, onnx_input) in [(1, "input.1"), (2, "x")] {
+        let url = server.url(&format!("/v1/models/cnn/versions/{version}/metadata"));
+        let metadata: Value = client.get(url).send().await.expect("get").json().await.expect("json");
+        let signature = &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"];
+        assert_eq!(signature["inputs"]["image"]["name"], onnx_input, "{metadata}");
+        let dims: Vec<&str> = signature["inputs"]["image"]["tensor_shape"]["dim"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|d| d["size"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(dims, vec!["-1", "1", "28", "28"], "NCHW with a dynamic batch");
+        assert!(signature["outputs"]["scores"].is_object(), "{metadata}");
+        let response = client
+            .post(server.url(&format!("/v1/models/cnn/versions/{version}:predict")))
+            .body(json!({"instances": image}).to_string())
+            .send()
+            .await
+            .expect("predict");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["predictions"].as_array().map(Vec::len), Some(3), "{body}");
+        let scores: Vec<f64> = serde_json::from_value(body["predictions"][0].clone()).expect("scores");
+        assert!((scores.iter().sum::<f64>() - 1.0).abs() < 1e-4, "a softmax: {scores:?}");
+        answers.push(scores);
+    }
+    for (a, b) in answers[0].iter().zip(&answers[1]) {
+        assert!((a - b).abs() < 1e-5, "both exporters give the same answers: {answers:?}");
+    }
     drop(server);
 
     // A fixed batch of 1 with external data (model.onnx.data): it serves, the batcher leaves
