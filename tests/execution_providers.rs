@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{copy_dir, repo_path, run_to_exit, ServerProcess};
+use common::{copy_dir, repo_path, run_to_exit, skip_unless, ServerProcess};
 use onnx_serving::proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use onnx_serving::proto::tensorflow::serving::{GetModelStatusRequest, ModelSpec};
 use serde_json::{json, Value};
@@ -22,18 +22,6 @@ const CPU: &str = "CPUExecutionProvider";
 
 fn half_plus_two() -> String {
     repo_path("models/half_plus_two").display().to_string()
-}
-
-/// Returns false (and says why) when a part is missing, unless the run requires every test.
-fn available(what: &str, present: bool) -> bool {
-    if !present {
-        assert!(
-            std::env::var("ONNX_SERVING_REQUIRE_ALL_TESTS").as_deref() != Ok("1"),
-            "{what} is missing, and ONNX_SERVING_REQUIRE_ALL_TESTS=1"
-        );
-        eprintln!("skipped: {what} is missing (.ci/run installs it)");
-    }
-    present
 }
 
 async fn predict(server: &ServerProcess, model: &str, body: Value) -> Value {
@@ -101,7 +89,7 @@ async fn gpu_providers_that_fail_to_register_fall_back_to_cpu() {
     // The onnxruntime-gpu wheel has both providers, and registering them fails for a real
     // reason here: no CUDA libraries, no driver, no device.
     let library = std::env::var("ONNX_SERVING_GPU_ORT_LIBRARY").ok().filter(|p| Path::new(p).is_file());
-    if !available("ONNX_SERVING_GPU_ORT_LIBRARY (the onnxruntime-gpu wheel's libonnxruntime.so)", library.is_some()) {
+    if skip_unless("ONNX_SERVING_GPU_ORT_LIBRARY (the onnxruntime-gpu wheel's libonnxruntime.so)", library.is_some()) {
         return;
     }
     let library = library.unwrap_or_default();
@@ -231,7 +219,7 @@ async fn custom_op_libraries_are_registered_globally_or_per_model() {
     assert!(output.contains("custom op library /nonexistent/libcustom_ops.so does not exist"), "{output}");
 
     let Some((library, libpython)) = extensions_library() else {
-        available("the onnxruntime-extensions Python package", false);
+        skip_unless("the onnxruntime-extensions Python package", false);
         return;
     };
     let library = library.display().to_string();

@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{copy_dir, repo_path, run_to_exit, ServerProcess};
+use common::{copy_dir, repo_path, run_to_exit, skip_unless, ServerProcess};
 use onnx_serving::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use onnx_serving::proto::tensorflow::serving::{
     inference_result, input, ClassificationRequest, ExampleList, InferenceTask, Input, ModelSpec,
@@ -23,17 +23,6 @@ use onnx_serving::proto::tensorflow::{
     feature, tensor_shape_proto, Example, Feature, Features, FloatList, TensorProto, TensorShapeProto,
 };
 use serde_json::{json, Value};
-
-fn skip_unless(what: &str, present: bool) -> bool {
-    if !present {
-        assert!(
-            std::env::var("ONNX_SERVING_REQUIRE_ALL_TESTS").as_deref() != Ok("1"),
-            "{what} is missing, and ONNX_SERVING_REQUIRE_ALL_TESTS=1"
-        );
-        eprintln!("skipped: {what} is missing");
-    }
-    !present
-}
 
 fn converter_python() -> Option<String> {
     std::env::var("ONNX_SERVING_CONVERTER_PYTHON").ok().filter(|p| Path::new(p).is_file())
@@ -146,28 +135,7 @@ async fn committed_conversions_serve_half_plus_two_without_tensorflow() {
         .expect("regress")
         .into_inner();
     assert_eq!(response.result.expect("result").regressions[0].value, 3.0);
-    let task = |signature: &str, method: &str| InferenceTask {
-        model_spec: spec("default", signature),
-        method_name: format!("tensorflow/serving/{method}"),
-    };
-    let response = client
-        .multi_inference(MultiInferenceRequest {
-            tasks: vec![task("classify_x_to_y", "classify"), task("regress_x_to_y2", "regress")],
-            input: examples,
-        })
-        .await
-        .expect("multi inference")
-        .into_inner();
-    match (&response.results[0].result, &response.results[1].result) {
-        (
-            Some(inference_result::Result::ClassificationResult(classes)),
-            Some(inference_result::Result::RegressionResult(values)),
-        ) => {
-            assert_eq!(classes.classifications[0].classes[0].score, 3.0);
-            assert_eq!(values.regressions[0].value, 4.0);
-        }
-        other => panic!("expected a classification and a regression, got {other:?}"),
-    }
+    check_multi_inference(&server, "default").await;
 
     // Metadata is TF Serving's, byte for byte where it matters: compare with TF Serving's own
     // golden response for this model.

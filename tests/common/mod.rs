@@ -67,6 +67,19 @@ pub struct ServerProcess {
     pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// Returns true (and says why) when a part a test needs is missing, so that the test skips;
+/// with `ONNX_SERVING_REQUIRE_ALL_TESTS=1` (set by `.ci/run`) a missing part fails instead.
+pub fn skip_unless(what: &str, present: bool) -> bool {
+    if !present {
+        assert!(
+            std::env::var("ONNX_SERVING_REQUIRE_ALL_TESTS").as_deref() != Ok("1"),
+            "{what} is missing, and ONNX_SERVING_REQUIRE_ALL_TESTS=1"
+        );
+        eprintln!("skipped: {what} is missing");
+    }
+    !present
+}
+
 /// Runs `onnx-serving serve` with `args` and `envs` until it exits (for startup failures).
 /// Returns the exit code and stdout + stderr.
 pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
