@@ -328,8 +328,19 @@ impl OrtRuntime {
             None => None,
         };
         let mut pairs = tensorrt_provider_options(options, profile);
-        if let Some(cache_dir) = &options.tensorrt_cache_dir {
-            let entry = self.engine_cache_entry(cache_dir, model_path, options, &pairs, log_context)?;
+        // NOTE: a cache that cannot be used (unwritable, unreadable model) costs speed, not the
+        // load: TensorRT then builds its engines in memory.
+        let entry = match &options.tensorrt_cache_dir {
+            Some(cache_dir) => match self.engine_cache_entry(cache_dir, model_path, options, &pairs, log_context) {
+                Ok(entry) => Some(entry),
+                Err(error) => {
+                    warn!(model = log_context, error = %error.message, "TensorRT engine cache unavailable; building engines without it");
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(entry) = entry {
             let dir = entry.dir.display().to_string();
             if options.tensorrt.engine_cache != Some(false) {
                 pairs.push(("trt_engine_cache_enable", "1".into()));
