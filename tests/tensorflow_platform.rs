@@ -72,6 +72,12 @@ async fn check_half_plus_two_rest(server: &ServerProcess, model: &str) {
     let (_, body) =
         post(server, &at("predict"), json!({"signature_name": "regress_x2_to_y3", "instances": [[4.0]]})).await;
     assert_eq!(body, json!({"predictions": [[5.0]]}));
+    // Predict on a tf.Example signature says where the examples go.
+    let (status, body) =
+        post(server, &at("predict"), json!({"signature_name": "classify_x_to_y", "instances": [{"b64": "CgA="}]}))
+            .await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap_or_default().contains("send the examples with Classify"), "{body}");
     // A feature of the wrong type is refused as TF's parser refuses it.
     let (status, body) =
         post(server, &at("regress"), json!({"signature_name": "regress_x_to_y", "examples": [{"x2": 1}]})).await;

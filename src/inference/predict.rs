@@ -35,6 +35,14 @@ pub async fn predict(
     deadline: Option<Instant>,
 ) -> ServingResult<PredictOutcome> {
     let signature = signature(servable, signature_name)?;
+    if signature.example_spec.is_some() {
+        // NOTE: TF would parse serialized Examples fed to this signature inside its graph; the
+        // conversion starts after the parse op, so the Examples must come the Classify way.
+        return Err(ServingError::invalid_argument(format!(
+            "signature {signature_name} parses serialized tf.Example inputs, which onnx-serving parses \
+             itself: send the examples with Classify, Regress or MultiInference (REST :classify or :regress)"
+        )));
+    }
     if inputs.len() != signature.inputs.len() {
         let sent: BTreeSet<&String> = inputs.keys().collect();
         let expected: BTreeSet<&String> = signature.inputs.keys().collect();
