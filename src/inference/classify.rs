@@ -301,6 +301,24 @@ fn batch_and_width(tensor: &Tensor) -> ServingResult<(usize, usize)> {
     }
 }
 
+/// Checks a `classes` or `scores` output's type, rank and batch as TF does; returns its width.
+fn checked_columns(tensor: &Tensor, what: &str, dtype: DType, batch: usize) -> ServingResult<usize> {
+    if tensor.dtype != dtype {
+        return Err(ServingError::invalid_argument(format!(
+            "Expected {what} Tensor of {}. Got: {}",
+            dtype.enum_name(),
+            tensor.dtype.enum_name()
+        )));
+    }
+    let (rows, columns) = batch_and_width(tensor)?;
+    if rows != batch {
+        return Err(ServingError::invalid_argument(format!(
+            "Expected {what} output batch size of {batch}. Got: {rows}"
+        )));
+    }
+    Ok(columns)
+}
+
 /// Builds TF's classification results from the `classes` and `scores` outputs.
 pub fn classifications(
     classes: Option<&Tensor>,
@@ -309,43 +327,20 @@ pub fn classifications(
 ) -> ServingResult<Vec<Vec<Class>>> {
     if classes.is_none() && scores.is_none() {
         return Err(ServingError::invalid_argument(
-            "Expected classification signature outputs to contain at least one of classes or scores",
+            "Expected classification signature outputs to contain at least one of \"classes\" or \"scores\"",
         ));
     }
     let mut width = None;
     let labels = match classes {
         Some(tensor) => {
-            if tensor.dtype != DType::String {
-                return Err(ServingError::invalid_argument(format!(
-                    "Expected classes Tensor of DT_STRING. Got: {}",
-                    tensor.dtype.enum_name()
-                )));
-            }
-            let (rows, columns) = batch_and_width(tensor)?;
-            if rows != batch {
-                return Err(ServingError::invalid_argument(format!(
-                    "Expected classes output batch size of {batch}. Got: {rows}"
-                )));
-            }
-            width = Some(columns);
+            width = Some(checked_columns(tensor, "classes", DType::String, batch)?);
             tensor.strings().map(<[Bytes]>::to_vec)
         }
         None => None,
     };
     let values = match scores {
         Some(tensor) => {
-            if tensor.dtype != DType::Float {
-                return Err(ServingError::invalid_argument(format!(
-                    "Expected scores Tensor of DT_FLOAT. Got: {}",
-                    tensor.dtype.enum_name()
-                )));
-            }
-            let (rows, columns) = batch_and_width(tensor)?;
-            if rows != batch {
-                return Err(ServingError::invalid_argument(format!(
-                    "Expected scores output batch size of {batch}. Got: {rows}"
-                )));
-            }
+            let columns = checked_columns(tensor, "scores", DType::Float, batch)?;
             if let Some(classes_width) = width {
                 if classes_width != columns {
                     return Err(ServingError::invalid_argument(format!(
