@@ -141,8 +141,7 @@ fn check_present(spec: &FeatureSpec, index: usize, feature: &Feature) -> Serving
     }
     match &spec.shape {
         FeatureShape::Fixed(dims) => {
-            let per_example = dims.iter().map(|&d| d.max(0) as usize).product::<usize>();
-            if feature.len() != per_example {
+            if feature.len() != element_count(dims) {
                 return Err(ServingError::invalid_argument(format!(
                     "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values != expected.  Values size: {} \
                      but output shape: {}",
@@ -153,7 +152,7 @@ fn check_present(spec: &FeatureSpec, index: usize, feature: &Feature) -> Serving
             }
         }
         FeatureShape::Sequence(block) => {
-            let stride = block.iter().map(|&d| d.max(0) as usize).product::<usize>().max(1);
+            let stride = element_count(block).max(1);
             if !feature.len().is_multiple_of(stride) {
                 return Err(ServingError::invalid_argument(format!(
                     "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values is not a multiple of stride \
@@ -168,42 +167,34 @@ fn check_present(spec: &FeatureSpec, index: usize, feature: &Feature) -> Serving
     Ok(())
 }
 
+/// The number of values in one block of `dims` (negative dims count as 0). Saturates, so a
+/// hostile shape in a model or manifest cannot overflow.
+fn element_count(dims: &[i64]) -> usize {
+    dims.iter().fold(1usize, |count, &d| count.saturating_mul(d.max(0) as usize))
+}
+
+/// Builds one feature's column across the batch. Present features were already checked by
+/// `check_present`; only the defaults that fill in are checked here.
 fn parse_feature(spec: &FeatureSpec, input: &ExampleInput) -> ServingResult<Tensor> {
     let batch = input.examples.len();
-    let kind = type_name(spec.dtype);
-    let mismatch = |index: usize, feature: &Feature| {
-        ServingError::invalid_argument(format!(
-            "Name: <unknown>, Key: {}, Index: {index}.  Data types don't match. Data type: {} but expected type: {kind}",
-            spec.key,
-            feature.kind_name()
-        ))
-    };
     let mut column = Column::new(spec.dtype);
     match &spec.shape {
         FeatureShape::Fixed(dims) => {
-            let per_example = dims.iter().map(|&d| d.max(0) as usize).product::<usize>();
             for (index, example) in input.examples.iter().enumerate() {
                 let feature = match lookup(example, input.context.as_ref(), &spec.key) {
                     Some(feature) => feature,
-                    None => spec.default.as_ref().ok_or_else(|| {
-                        ServingError::invalid_argument(format!(
-                            "Name: <unknown>, Feature: {} (data type: {kind}) is required but could not be found.",
-                            spec.key
-                        ))
-                    })?,
+                    None => {
+                        let default = spec.default.as_ref().ok_or_else(|| {
+                            ServingError::invalid_argument(format!(
+                                "Name: <unknown>, Feature: {} (data type: {}) is required but could not be found.",
+                                spec.key,
+                                type_name(spec.dtype)
+                            ))
+                        })?;
+                        check_present(spec, index, default)?;
+                        default
+                    }
                 };
-                if !kind_matches(feature, spec.dtype) {
-                    return Err(mismatch(index, feature));
-                }
-                if feature.len() != per_example {
-                    return Err(ServingError::invalid_argument(format!(
-                        "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values != expected.  Values size: {} \
-                         but output shape: {}",
-                        spec.key,
-                        feature.len(),
-                        dims_text(dims)
-                    )));
-                }
                 column.extend(feature);
             }
             let mut shape = vec![batch];
@@ -211,33 +202,16 @@ fn parse_feature(spec: &FeatureSpec, input: &ExampleInput) -> ServingResult<Tens
             Ok(column.into_tensor(shape))
         }
         FeatureShape::Sequence(block) => {
-            let stride = block.iter().map(|&d| d.max(0) as usize).product::<usize>().max(1);
-            let mut found = Vec::with_capacity(batch);
-            for (index, example) in input.examples.iter().enumerate() {
-                let feature = lookup(example, input.context.as_ref(), &spec.key);
-                if let Some(feature) = feature {
-                    if !kind_matches(feature, spec.dtype) {
-                        return Err(mismatch(index, feature));
-                    }
-                    if !feature.len().is_multiple_of(stride) {
-                        return Err(ServingError::invalid_argument(format!(
-                            "Name: <unknown>, Key: {}, Index: {index}.  Number of {kind} values is not a multiple of \
-                             stride length. Saw {} values but output shape is: [?,{}]",
-                            spec.key,
-                            feature.len(),
-                            block.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
-                        )));
-                    }
-                }
-                found.push(feature);
-            }
-            let longest = found.iter().map(|f| f.map_or(0, |f| f.len() / stride)).max().unwrap_or(0);
-            for feature in found {
-                let blocks = feature.map_or(0, |f| f.len() / stride);
+            let stride = element_count(block).max(1);
+            let found: Vec<Option<&Feature>> =
+                input.examples.iter().map(|example| lookup(example, input.context.as_ref(), &spec.key)).collect();
+            let blocks = |feature: &Option<&Feature>| feature.map_or(0, |f| f.len() / stride);
+            let longest = found.iter().map(blocks).max().unwrap_or(0);
+            for feature in &found {
                 if let Some(feature) = feature {
                     column.extend(feature);
                 }
-                column.pad(spec.default.as_ref(), (longest - blocks) * stride);
+                column.pad(spec.default.as_ref(), (longest - blocks(feature)) * stride);
             }
             let mut shape = vec![batch, longest];
             shape.extend(block.iter().map(|&d| d.max(0) as usize));
@@ -505,6 +479,23 @@ mod tests {
             "Name: <unknown>, Key: x, Index: 0.  Number of float values != expected.  Values size: 2 but output shape: [1]"
         );
         assert_eq!(run(vec![]), "Input is empty.");
+    }
+
+    #[test]
+    fn hostile_shapes_are_errors_not_overflows() {
+        let spec = ExampleSpec {
+            features: vec![FeatureSpec {
+                key: "x".into(),
+                dtype: DType::Float,
+                shape: FeatureShape::Fixed(vec![i64::MAX, i64::MAX]),
+                default: Some(floats(&[0.0])),
+                model_input: Some("x".into()),
+            }],
+        };
+        let present = ExampleInput { examples: vec![example(&[("x", floats(&[1.0]))])], context: None };
+        assert!(examples_to_inputs(&present, &spec).expect_err("present").message.contains("Number of float values"));
+        let defaulted = ExampleInput { examples: vec![Example::new()], context: None };
+        assert!(examples_to_inputs(&defaulted, &spec).expect_err("default").message.contains("Number of float values"));
     }
 
     #[test]
