@@ -14,8 +14,24 @@ use super::gpu::GpuInfo;
 /// Written last, once the engines are built: `<size> <crc32c> <file>` per line.
 const MANIFEST: &str = "MANIFEST";
 
-/// Returns the SHA-256 of a file's content, in hex.
+/// Returns the SHA-256 of a file's content, in hex. Digests are remembered by path, size and
+/// modification time, so the sessions of one version hash their model once.
 pub fn file_digest(path: &Path) -> std::io::Result<String> {
+    type Seen = std::collections::HashMap<(PathBuf, u64, Option<std::time::SystemTime>), String>;
+    static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+    let metadata = std::fs::metadata(path)?;
+    let key = (path.to_path_buf(), metadata.len(), metadata.modified().ok());
+    if let Some(digest) = SEEN.lock().ok().and_then(|seen| seen.as_ref().and_then(|s| s.get(&key).cloned())) {
+        return Ok(digest);
+    }
+    let digest = hash_file(path)?;
+    if let Ok(mut seen) = SEEN.lock() {
+        seen.get_or_insert_with(Seen::new).insert(key, digest.clone());
+    }
+    Ok(digest)
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];

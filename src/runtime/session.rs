@@ -299,6 +299,28 @@ impl OrtRuntime {
         Ok(builder)
     }
 
+    /// Returns `options` with TensorRT's optimization profile derived from the batching range,
+    /// when TensorRT will be tried, batching is on and the model's options give no profile. Run
+    /// once per version: it reads the model's inputs with a plain CPU session.
+    pub(crate) fn with_tensorrt_profile(
+        &self,
+        model_path: &Path,
+        options: &SessionOptions,
+    ) -> ServingResult<SessionOptions> {
+        let mut options = options.clone();
+        let wanted = options.execution_providers.contains(&ExecutionProviderKind::TensorRt)
+            && options.tensorrt.profile_min_shapes.is_none()
+            && matches!(ort::ep::TensorRT::is_available(), Ok(true));
+        if let (true, Some(batch)) = (wanted, options.batch_profile) {
+            if let Some((min, opt, max)) = batch_profile_shapes(&self.probe_inputs(model_path, &options)?, batch) {
+                options.tensorrt.profile_min_shapes = Some(min);
+                options.tensorrt.profile_opt_shapes = Some(opt);
+                options.tensorrt.profile_max_shapes = Some(max);
+            }
+        }
+        Ok(options)
+    }
+
     /// Reads a model's inputs with a plain CPU session, for TensorRT's batch profile.
     fn probe_inputs(&self, model_path: &Path, options: &SessionOptions) -> ServingResult<Vec<ModelIo>> {
         let mut probe_options = options.clone();
@@ -323,11 +345,8 @@ impl OrtRuntime {
             Ok(false) => return Ok(Err(MISSING_FROM_LIBRARY.to_string())),
             Err(error) => return Ok(Err(error.to_string())),
         }
-        let profile = match options.batch_profile {
-            Some(batch) => batch_profile_shapes(&self.probe_inputs(model_path, options)?, batch),
-            None => None,
-        };
-        let mut pairs = tensorrt_provider_options(options, profile);
+        // NOTE: the batch profile was settled once per version by `with_tensorrt_profile`.
+        let mut pairs = tensorrt_provider_options(options, None);
         // NOTE: a cache that cannot be used (unwritable, unreadable model) costs speed, not the
         // load: TensorRT then builds its engines in memory.
         let entry = match &options.tensorrt_cache_dir {

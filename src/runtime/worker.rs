@@ -75,6 +75,7 @@ impl OrtServable {
         signatures: impl FnOnce(&[ModelIo], &[ModelIo]) -> ServingResult<SignatureMap>,
     ) -> ServingResult<Self> {
         let workers = workers.max(1);
+        let options = &runtime.with_tensorrt_profile(model_path, options)?;
         let mut sessions = Vec::with_capacity(workers);
         let mut providers = Vec::new();
         for index in 0..workers {
