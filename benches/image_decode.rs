@@ -82,4 +82,44 @@ fn main() {
     }
     println!();
     println!("Medians of {ROUNDS} rounds, one core each, in the same run (target: at least 3x Pillow).");
+
+    // Where the JPEG's time goes, step by step, for both sides.
+    let data = photo();
+    let path = dir.path().join("photo.jpg");
+    std::fs::write(&path, &data).expect("write");
+    let decode = median_us(100, || {
+        std::hint::black_box(image::load_from_memory(&data).expect("decode").into_rgb8());
+    });
+    let rgb = image::load_from_memory(&data).expect("decode").into_rgb8().into_raw();
+    let resize = median_us(100, || {
+        use fast_image_resize::{images::Image, PixelType, Resizer};
+        let source = Image::from_vec_u8(640, 480, rgb.clone(), PixelType::U8x3).expect("source");
+        let mut target = Image::new(224, 224, PixelType::U8x3);
+        Resizer::new().resize(&source, &mut target, None).expect("resize");
+        std::hint::black_box(target);
+    });
+    let total = ours(&data, [-1, 224, 224, 3], 100);
+    println!();
+    println!("| 640×480 JPEG step | onnx-serving µs | Pillow µs |");
+    println!("|---|---:|---:|");
+    let peer = |step: &str| {
+        pillow(&path, 224, 224, step, 100).map_or_else(|| "(Pillow missing)".to_string(), |v| format!("{v:.1}"))
+    };
+    println!("| decode to RGB | {decode:.1} | {} |", peer("decode"));
+    println!("| resize to 224×224 (Lanczos3) | {resize:.1} | {} |", peer("resize"));
+    println!("| whole pipeline (also scaling to f32) | {total:.1} | {} |", peer("RGB"));
+}
+
+/// Median microseconds of one call of `f` over `ROUNDS` rounds of `iterations`.
+fn median_us(iterations: usize, mut f: impl FnMut()) -> f64 {
+    let mut per_call = Vec::new();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..iterations {
+            f();
+        }
+        per_call.push(started.elapsed().as_secs_f64() / iterations as f64 * 1e6);
+    }
+    per_call.sort_by(f64::total_cmp);
+    per_call[ROUNDS / 2]
 }
