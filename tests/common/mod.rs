@@ -80,18 +80,23 @@ pub fn skip_unless(what: &str, present: bool) -> bool {
     !present
 }
 
-/// Runs `onnx-serving serve` with `args` and `envs` until it exits (for startup failures).
-/// Returns the exit code and stdout + stderr.
-pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+/// `onnx-serving serve` with `args`, `envs`, ephemeral ports and plain-text logs.
+fn serve_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_onnx-serving"));
+    command
         .arg("serve")
         .args(args)
         .arg("--rest_api_address=127.0.0.1:0")
         .arg("--grpc_address=127.0.0.1:0")
         .envs(envs.iter().copied())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run onnx-serving");
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Runs `onnx-serving serve` with `args` and `envs` until it exits (for startup failures).
+/// Returns the exit code and stdout + stderr.
+pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = serve_command(args, envs).output().expect("run onnx-serving");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.code(), text)
 }
@@ -114,13 +119,7 @@ impl ServerProcess {
     }
 
     fn spawn(args: &[&str], envs: &[(&str, &str)], keep_logs: bool) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
-            .arg("serve")
-            .args(args)
-            .arg("--rest_api_address=127.0.0.1:0")
-            .arg("--grpc_address=127.0.0.1:0")
-            .envs(envs.iter().copied())
-            .env("NO_COLOR", "1")
+        let mut child = serve_command(args, envs)
             .stdout(Stdio::piped())
             .stderr(if keep_logs { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
