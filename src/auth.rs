@@ -1,21 +1,12 @@
 //! HTTP basic authentication, shared by REST (a middleware) and gRPC (an interceptor):
 //! constant-time checks, and failures that never say which part was wrong.
 
-use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
-/// A secret whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use crate::core::Secret;
 
 /// The one accepted username and password.
 #[derive(Clone, Debug)]

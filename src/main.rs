@@ -13,7 +13,15 @@ fn main() -> std::process::ExitCode {
         args.insert(1, "serve".to_string());
     }
     let (args, unknown) = split_unknown_flags(args);
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        // NOTE: help and version go to stdout with exit 0; a bad flag exits 255, as TF Serving does.
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            let _ = error.print();
+            return std::process::ExitCode::from(255);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn")))
         .with_writer(std::io::stderr)

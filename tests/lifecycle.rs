@@ -142,6 +142,14 @@ fn startup_errors_are_clear_and_exit_255() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("Could not find base path /nonexistent/models/m for servable m"), "{stderr}");
 
+    // NOTE: a flag value that does not parse exits 255 too, as TF Serving does (clap's own is 2).
+    let bad_flag = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+        .args(["--model_base_path=/x", "--rest_api_port=notanumber"])
+        .output()
+        .expect("run");
+    assert_eq!(bad_flag.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&bad_flag.stderr).contains("notanumber"));
+
     let no_runtime = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
         .args([
             "serve",

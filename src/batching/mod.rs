@@ -4,9 +4,10 @@
 
 pub mod merge;
 pub mod params;
+pub mod params_file;
 pub mod queue;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -288,25 +289,18 @@ fn merged_request(batch: &Batch, pad_variable_length: bool) -> ServingResult<Run
     })
 }
 
-/// Reads per-model parameters from a version directory, or `Ok(None)` without a file.
-pub type PerModelParameters = Arc<dyn Fn(&Path) -> ServingResult<Option<BatchingParameters>> + Send + Sync>;
-
 /// A SourceAdapter decorator that wraps every loaded version with a batcher.
 pub struct BatchingAdapter {
     inner: Arc<dyn SourceAdapter>,
     global: BatchingParameters,
-    per_model: Option<PerModelParameters>,
+    per_model_files: bool,
 }
 
 impl BatchingAdapter {
-    /// `per_model` (from `--enable_per_model_batching_parameters`) reads
-    /// `<version>/batching_params.pbtxt`, which replaces `global` for that version.
-    pub fn new(
-        inner: Arc<dyn SourceAdapter>,
-        global: BatchingParameters,
-        per_model: Option<PerModelParameters>,
-    ) -> Self {
-        Self { inner, global, per_model }
+    /// With `per_model_files` (`--enable_per_model_batching_parameters`),
+    /// `<version>/batching_params.pbtxt` replaces `global` for that version.
+    pub fn new(inner: Arc<dyn SourceAdapter>, global: BatchingParameters, per_model_files: bool) -> Self {
+        Self { inner, global, per_model_files }
     }
 }
 
@@ -322,7 +316,7 @@ impl SourceAdapter for BatchingAdapter {
             path,
             inner,
             global: self.global.clone(),
-            per_model: self.per_model.clone(),
+            per_model_files: self.per_model_files,
         }))
     }
 }
@@ -332,15 +326,13 @@ struct BatchingLoader {
     path: PathBuf,
     inner: Box<dyn Loader>,
     global: BatchingParameters,
-    per_model: Option<PerModelParameters>,
+    per_model_files: bool,
 }
 
 impl Loader for BatchingLoader {
     fn load(&self) -> ServingResult<Arc<dyn Servable>> {
-        let params = match &self.per_model {
-            Some(read) => read(&self.path)?.unwrap_or_else(|| self.global.clone()),
-            None => self.global.clone(),
-        };
+        let per_model = if self.per_model_files { params_file::read_per_model(&self.path)? } else { None };
+        let params = per_model.unwrap_or_else(|| self.global.clone());
         params.validate()?;
         let servable = self.inner.load()?;
         BatchingServable::wrap(&self.id, servable, params)

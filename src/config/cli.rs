@@ -40,8 +40,14 @@ pub struct ConvertArgs {
     pub python: String,
 }
 
-fn parse_secret(text: &str) -> Result<crate::auth::Secret, String> {
-    Ok(crate::auth::Secret(text.to_string()))
+/// `--grpc_max_message_bytes` by default: TF Serving's limit, 2 GiB - 1.
+pub const DEFAULT_GRPC_MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
+
+/// `--max_request_body_bytes` by default: 256 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 256 * 1024 * 1024;
+
+fn parse_secret(text: &str) -> Result<crate::core::Secret, String> {
+    Ok(crate::core::Secret(text.to_string()))
 }
 
 /// Parses `latest`, `latest:N`, `all` or `specific:V1,V2`.
@@ -85,7 +91,7 @@ pub struct ServeArgs {
 
     /// Largest gRPC message received or sent, in bytes. TF Serving's limit is 2 GiB - 1;
     /// lower it to bound per-request memory. Not a TF Serving flag.
-    #[arg(long = "grpc_max_message_bytes", default_value_t = crate::grpc::DEFAULT_MAX_MESSAGE_BYTES)]
+    #[arg(long = "grpc_max_message_bytes", default_value_t = DEFAULT_GRPC_MAX_MESSAGE_BYTES)]
     pub grpc_max_message_bytes: usize,
 
     /// Serves grpc.health.v1.Health: SERVING while every model has an available version.
@@ -166,7 +172,7 @@ pub struct ServeArgs {
     /// The accepted password (with --enable_auth). Visible in the process list: prefer
     /// --auth_password_file.
     #[arg(long = "auth_password", value_parser = parse_secret)]
-    pub auth_password: Option<crate::auth::Secret>,
+    pub auth_password: Option<crate::core::Secret>,
 
     /// A file whose first line is the accepted password (with --enable_auth).
     #[arg(long = "auth_password_file")]
@@ -179,7 +185,7 @@ pub struct ServeArgs {
 
     /// Largest REST request body, after gzip decoding; larger ones get 413. Not a TF
     /// Serving flag (TF Serving caps gzip bodies at 100 MiB).
-    #[arg(long = "max_request_body_bytes", default_value_t = crate::http::MAX_REQUEST_BODY_BYTES)]
+    #[arg(long = "max_request_body_bytes", default_value_t = DEFAULT_MAX_REQUEST_BODY_BYTES)]
     pub max_request_body_bytes: usize,
 
     /// Runs `<version>/assets.extra/tf_serving_warmup_requests` (a TFRecord file of

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::text_format::parse_text_proto;
 use crate::core::model_options::{
     CpuSettings, CudaSettings, ExecutionSettings, ImageOptions, Labels, ResizeMode, TensorRtSettings,
 };
 use crate::core::{DType, ModelOptions, ServingError, ServingResult};
 use crate::proto::onnx_serving as pb;
+use crate::proto::text_format::parse_text_proto;
 
 /// The file name, in a version directory or in the model's base path.
 pub const FILE_NAME: &str = "model_options.pbtxt";

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::text_format::parse_text_proto;
 use crate::core::{ModelConfig, ServingError, ServingResult, VersionPolicy};
 use crate::proto::tensorflow::serving::file_system_storage_path_source_config::servable_version_policy::PolicyChoice;
 use crate::proto::tensorflow::serving::{model_server_config, ModelConfigList, ModelServerConfig};
+use crate::proto::text_format::parse_text_proto;
 
 /// The message name in text-format errors.
 pub const MODEL_SERVER_CONFIG: &str = "tensorflow.serving.ModelServerConfig";

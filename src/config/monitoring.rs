@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::text_format::parse_text_proto;
 use crate::proto::tensorflow::serving::MonitoringConfig;
+use crate::proto::text_format::parse_text_proto;
 
 /// The Prometheus path when the config leaves it empty.
 pub const DEFAULT_PROMETHEUS_PATH: &str = "/monitoring/prometheus/metrics";

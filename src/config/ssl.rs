@@ -2,13 +2,33 @@
 
 use std::path::Path;
 
-use super::text_format::parse_text_proto;
-use crate::grpc::GrpcTls;
 use crate::proto::tensorflow::serving::SslConfig;
+use crate::proto::text_format::parse_text_proto;
+
+/// The PEM contents an `SSLConfig` gives, validated.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SslSettings {
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    /// The CA that signs client certificates.
+    pub client_ca_pem: Option<String>,
+    /// Clients must present a certificate signed by `client_ca_pem` (mutual TLS).
+    pub client_verify: bool,
+}
+
+impl std::fmt::Debug for SslSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SslSettings")
+            .field("server_key_pem", &"***")
+            .field("client_ca", &self.client_ca_pem.is_some())
+            .field("client_verify", &self.client_verify)
+            .finish()
+    }
+}
 
 /// Parses an `SSLConfig`: PEM contents of the server key and certificate, an optional CA
 /// for client certificates, and whether clients must present one (`client_verify`).
-pub fn parse(text: &str) -> Result<GrpcTls, String> {
+pub fn parse(text: &str) -> Result<SslSettings, String> {
     let config: SslConfig = parse_text_proto(text, "tensorflow.serving.SSLConfig")?;
     if config.server_key.trim().is_empty() || config.server_cert.trim().is_empty() {
         return Err("SSLConfig needs server_key and server_cert (PEM contents)".into());
@@ -16,7 +36,7 @@ pub fn parse(text: &str) -> Result<GrpcTls, String> {
     if config.client_verify && config.custom_ca.trim().is_empty() {
         return Err("SSLConfig client_verify needs custom_ca, the CA that signs client certificates".into());
     }
-    Ok(GrpcTls {
+    Ok(SslSettings {
         server_cert_pem: config.server_cert,
         server_key_pem: config.server_key,
         client_ca_pem: Some(config.custom_ca).filter(|ca| !ca.trim().is_empty()),
@@ -25,7 +45,7 @@ pub fn parse(text: &str) -> Result<GrpcTls, String> {
 }
 
 /// Reads `--ssl_config_file`.
-pub fn read_file(path: &Path) -> Result<GrpcTls, String> {
+pub fn read_file(path: &Path) -> Result<SslSettings, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("cannot read --ssl_config_file {}: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("{e} (in {})", path.display()))

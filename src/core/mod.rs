@@ -11,6 +11,7 @@ mod manager_tests;
 pub mod model_config;
 pub mod model_options;
 pub mod policy;
+pub mod secret;
 pub mod servable;
 pub mod signature;
 pub mod tensor;
@@ -21,6 +22,7 @@ pub use manager::{AspiredVersionsManager, ManagerOptions, VersionStatus};
 pub use model_config::{ConfigReloader, ModelConfig, ReloadFuture};
 pub use model_options::{ExecutionProviderKind, ModelOptions};
 pub use policy::VersionPolicy;
+pub use secret::Secret;
 pub use servable::{
     CancelOnDrop, CancelSignal, RunOutputs, RunRequest, Servable, ServableHandle, ServableId, ServableState,
     VersionRequest,

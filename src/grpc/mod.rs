@@ -6,7 +6,6 @@ pub mod model_service;
 pub mod model_spec;
 pub mod prediction_service;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +18,10 @@ use tonic_health::server::HealthService;
 use tracing::{info, warn};
 
 use crate::auth::Credentials;
-use crate::core::{AspiredVersionsManager, ConfigReloader, ServableState};
+use crate::core::{AspiredVersionsManager, ReloadFuture, ServableState};
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
+use crate::proto::tensorflow::serving::ModelServerConfig;
 use crate::proto::FILE_DESCRIPTOR_SET;
 
 pub use model_service::ModelServiceImpl;
@@ -30,15 +30,19 @@ pub use prediction_service::PredictionServiceImpl;
 /// The largest message TF Serving accepts and sends (INT32_MAX).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
 
+/// Applies the `ModelServerConfig` of a `HandleReloadConfigRequest`. The server's wiring
+/// implements it with the config layer's reader, so this transport never parses configs.
+pub trait ModelServerConfigReloader: Send + Sync {
+    fn reload(&self, config: ModelServerConfig) -> ReloadFuture;
+}
+
 /// Shared state of the gRPC services.
 #[derive(Clone)]
 pub struct GrpcState {
     pub manager: AspiredVersionsManager,
-    pub reloader: Arc<dyn ConfigReloader>,
+    pub reloader: Arc<dyn ModelServerConfigReloader>,
     /// `--enable_serialization_as_tensor_content`.
     pub serialize_as_tensor_content: bool,
-    /// Relative base paths in a reloaded config resolve against this.
-    pub working_dir: PathBuf,
     /// `--enable_auth`: every call but health checks must carry these credentials.
     pub credentials: Option<Arc<Credentials>>,
 }

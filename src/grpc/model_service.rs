@@ -5,7 +5,6 @@ use tracing::info;
 
 use super::error::to_status;
 use super::GrpcState;
-use crate::config::model_server_config::{model_config_list, model_configs};
 use crate::core::{ServingError, ServingResult, VersionStatus};
 use crate::proto::tensorflow::serving::model_service_server::ModelService;
 use crate::proto::tensorflow::serving::{
@@ -75,10 +74,7 @@ impl ModelService for ModelServiceImpl {
     ) -> Result<Response<ReloadConfigResponse>, Status> {
         let request = request.into_inner();
         let config = request.config.unwrap_or_default();
-        let list = model_config_list(&config).map_err(to_status)?;
-        let models = model_configs(list, &self.state.working_dir).map_err(to_status)?;
-        info!(models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), "reloading the model config");
-        self.state.reloader.reload(models).await.map_err(to_status)?;
+        self.state.reloader.reload(config).await.map_err(to_status)?;
         if !request.metric_names.is_empty() {
             info!(metrics = ?request.metric_names, "reload metrics are not tracked; none are returned");
         }

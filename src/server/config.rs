@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use tracing::{info, warn};
 
-use crate::auth::{Credentials, Secret};
+use crate::auth::Credentials;
 use crate::batching::BatchingParameters;
 use crate::config::model_server_config::{read_model_config_file, ConfigFileError};
 use crate::config::ServeArgs;
+use crate::core::Secret;
 use crate::core::{ManagerOptions, ModelConfig};
 use crate::grpc::GrpcOptions;
 use crate::runtime::{ExecutionProviderKind, SessionOptions};
@@ -161,7 +162,7 @@ impl ServerConfig {
         }
         let batching = if args.enable_batching {
             let global = match &args.batching_parameters_file {
-                Some(path) => crate::config::batching::read_file(path, "batch_threads").map_err(|e| anyhow!(e))?,
+                Some(path) => crate::batching::params_file::read_file(path, "batch_threads").map_err(|e| anyhow!(e))?,
                 None => {
                     BatchingParameters { thread_pool_name: "model_server_batch_threads".into(), ..Default::default() }
                 }
@@ -182,7 +183,15 @@ impl ServerConfig {
             max_send_message_bytes: args.grpc_max_message_bytes,
             enable_health_service: args.enable_grpc_healthcheck_service,
             tls: match &args.ssl_config_file {
-                Some(path) => Some(crate::config::ssl::read_file(path).map_err(|e| anyhow!(e))?),
+                Some(path) => {
+                    let ssl = crate::config::ssl::read_file(path).map_err(|e| anyhow!(e))?;
+                    Some(crate::grpc::GrpcTls {
+                        server_cert_pem: ssl.server_cert_pem,
+                        server_key_pem: ssl.server_key_pem,
+                        client_ca_pem: ssl.client_ca_pem,
+                        client_verify: ssl.client_verify,
+                    })
+                }
                 None => None,
             },
             ..GrpcOptions::default()

@@ -88,6 +88,8 @@ impl RunningServer {
 
 /// Loads the runtime and the initial model versions, then opens the ports.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    // NOTE: once, with secrets redacted by their Debug, so an operator sees what really runs.
+    info!(config = ?config, "effective configuration");
     let library_flag = config.ort_library_path.clone();
     let runtime = tokio::task::spawn_blocking(move || OrtRuntime::init(library_flag.as_deref()))
         .await
@@ -154,10 +156,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let credentials = config.credentials.clone().map(Arc::new);
     let grpc_state = GrpcState {
         manager: manager.clone(),
-        reloader: Arc::new(SharedCore(Arc::clone(&core))),
+        reloader: Arc::new(SharedCore {
+            core: Arc::clone(&core),
+            working_dir: std::env::current_dir().unwrap_or_default(),
+        }),
         serialize_as_tensor_content: config.serialize_as_tensor_content,
         credentials: credentials.clone(),
-        working_dir: std::env::current_dir().unwrap_or_default(),
     };
     let health = if config.grpc.enable_health_service {
         let reporter = tonic_health::server::HealthReporter::new();

@@ -11,12 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::BatchingConfig;
-use crate::batching::{BatchingAdapter, PerModelParameters};
+use crate::batching::BatchingAdapter;
+use crate::config::model_server_config::{model_config_list, model_configs};
 use crate::core::{
     AspiredVersionsManager, ConfigReloader, ModelConfig, ReloadFuture, ServableId, ServableState, ServingError,
     ServingResult, SourceAdapter,
 };
 use crate::platforms::PlatformRegistry;
+use crate::proto::tensorflow::serving::ModelServerConfig;
 use crate::sources::file_system::check_base_paths;
 use crate::sources::{FileSystemSourceHandle, WatchedModel};
 
@@ -91,10 +93,7 @@ impl ServerCore {
     fn decorate(&self, adapter: Arc<dyn SourceAdapter>) -> Arc<dyn SourceAdapter> {
         let mut adapter = adapter;
         if let Some(batching) = &self.batching {
-            let per_model = batching
-                .per_model_files
-                .then(|| Arc::new(crate::config::batching::read_per_model) as PerModelParameters);
-            adapter = Arc::new(BatchingAdapter::new(adapter, batching.global.clone(), per_model));
+            adapter = Arc::new(BatchingAdapter::new(adapter, batching.global.clone(), batching.per_model_files));
         }
         if let Some(iterations) = self.warmup_iterations {
             adapter = Arc::new(crate::warmup::WarmupAdapter::new(adapter, iterations));
@@ -125,12 +124,29 @@ impl ServerCore {
     }
 }
 
-/// The reload entry point handed to the gRPC service.
-pub(super) struct SharedCore(pub(super) Arc<ServerCore>);
+/// The reload entry point handed to the gRPC service; relative base paths in a reloaded
+/// config resolve against `working_dir`.
+pub(super) struct SharedCore {
+    pub(super) core: Arc<ServerCore>,
+    pub(super) working_dir: PathBuf,
+}
+
+impl crate::grpc::ModelServerConfigReloader for SharedCore {
+    fn reload(&self, config: ModelServerConfig) -> ReloadFuture {
+        let models = model_config_list(&config).and_then(|list| model_configs(list, &self.working_dir));
+        match models {
+            Ok(models) => {
+                info!(models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), "reloading the model config");
+                ConfigReloader::reload(self, models)
+            }
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+}
 
 impl ConfigReloader for SharedCore {
     fn reload(&self, models: Vec<ModelConfig>) -> ReloadFuture {
-        let core = Arc::clone(&self.0);
+        let core = Arc::clone(&self.core);
         Box::pin(async move {
             let failures = core.apply(models).await?;
             if failures.is_empty() {
@@ -179,7 +195,8 @@ pub(super) async fn poll_model_config_file(
         };
         info!(path = %path.display(), models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
             "model config file changed, reloading");
-        match SharedCore(Arc::clone(&core)).reload(models).await {
+        let shared = SharedCore { core: Arc::clone(&core), working_dir: working_dir.clone() };
+        match ConfigReloader::reload(&shared, models).await {
             Ok(()) => applied = Some(text),
             Err(error) => warn!(path = %path.display(), error = %error, "the changed model config file did not apply"),
         }

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::text_format::parse_text_proto;
-use crate::batching::BatchingParameters;
+use super::BatchingParameters;
 use crate::core::{ServingError, ServingResult};
 use crate::proto::tensorflow::serving::BatchingParameters as BatchingParametersProto;
+use crate::proto::text_format::parse_text_proto;
 
 /// The per-model file read from a version directory with `--enable_per_model_batching_parameters`.
 pub const PER_MODEL_FILE: &str = "batching_params.pbtxt";
