@@ -166,8 +166,8 @@ impl Servable for BatchingServable {
         self.inner.execution_providers()
     }
 
-    fn presentation(&self) -> Option<&crate::core::model_options::PresentationOptions> {
-        self.inner.presentation()
+    fn extensions(&self) -> &crate::core::Extensions {
+        self.inner.extensions()
     }
 }
 

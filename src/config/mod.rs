@@ -2,7 +2,6 @@
 //! messages turned into core model configs.
 
 pub mod cli;
-pub mod model_options;
 pub mod model_server_config;
 pub mod monitoring;
 pub mod ssl;

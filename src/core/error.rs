@@ -2,6 +2,12 @@
 
 use std::fmt;
 
+/// Says that `value` is not one of the `known` names of a setting, listing them: "unknown
+/// resize mode `fit` (known: stretch, letterbox, center_crop)".
+pub fn unknown_choice(what: &str, value: &str, known: &[&str]) -> String {
+    format!("unknown {what} `{value}` (known: {})", known.join(", "))
+}
+
 /// TensorFlow's `tensorflow.error.Code`, which uses the same numbers as gRPC status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {

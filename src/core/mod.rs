@@ -4,12 +4,12 @@
 
 pub mod error;
 pub mod example;
+pub mod extensions;
 pub mod loader;
 pub mod manager;
 #[cfg(test)]
 mod manager_tests;
 pub mod model_config;
-pub mod model_options;
 pub mod policy;
 pub mod secret;
 pub mod servable;
@@ -17,10 +17,10 @@ pub mod signature;
 pub mod tensor;
 
 pub use error::{Code, ServingError, ServingResult};
+pub use extensions::{ExtendedServable, Extensions};
 pub use loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
 pub use manager::{AspiredVersionsManager, ManagerOptions, VersionStatus};
 pub use model_config::{ConfigReloader, ModelConfig, ReloadFuture};
-pub use model_options::{ExecutionProviderKind, ModelOptions};
 pub use policy::VersionPolicy;
 pub use secret::Secret;
 pub use servable::{

@@ -182,9 +182,10 @@ pub trait Servable: Send + Sync + 'static {
     /// Returns the execution providers the model runs on, in priority order (e.g. `["CPU"]`).
     fn execution_providers(&self) -> Vec<String>;
 
-    /// Returns the model's image and label options, when it has any. Decorators forward it.
-    fn presentation(&self) -> Option<&super::model_options::PresentationOptions> {
-        None
+    /// Returns what the loader step attached for the layers above core (see `Extensions`).
+    /// Decorators that wrap a servable forward it.
+    fn extensions(&self) -> &super::extensions::Extensions {
+        super::extensions::Extensions::empty()
     }
 }
 

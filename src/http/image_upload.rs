@@ -2,7 +2,6 @@
 //! `model_name`, `model_version`, `signature_name`) and raw `image/*` bodies, on the predict
 //! routes and on `POST /` as Simple TensorFlow Serving had it.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Instant;
 
@@ -12,10 +11,9 @@ use axum::response::Response;
 
 use super::error::{json_response, RestError};
 use super::AppState;
-use crate::codec::image::{image_target, images_to_tensor, ImageLimits};
-use crate::codec::json::{write_predict_response, JsonFormat};
-use crate::core::model_options::Labels;
-use crate::core::{DType, ServingError, ServingResult, Tensor, TensorInfo, VersionRequest, DEFAULT_SIGNATURE};
+use crate::codec::json::{write_image_response, write_predict_response};
+use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest, DEFAULT_SIGNATURE};
+use crate::inference::images::{image_input_alias, predict_images};
 use crate::inference::predict;
 
 /// The images of a request and the form fields that came with them.
@@ -70,134 +68,31 @@ pub async fn read_upload(headers: &HeaderMap, body: Bytes) -> ServingResult<Uplo
     Ok(upload)
 }
 
-/// Runs an upload through the model: the signature's one image input gets the decoded
-/// batch, and the answer is TF Serving's row format (`{"predictions": ...}`).
-pub async fn predict_upload(
-    state: &AppState,
-    name: &str,
-    version: VersionRequest,
-    upload: Upload,
-) -> Result<Response, RestError> {
-    let started = Instant::now();
-    let version = match (&version, &upload.model_version) {
+/// Returns the version an upload asks for: its `model_version` field, when the path named
+/// none.
+pub fn upload_version(version: VersionRequest, upload: &Upload) -> ServingResult<VersionRequest> {
+    match (&version, &upload.model_version) {
         (VersionRequest::Latest, Some(text)) if !text.trim().is_empty() => {
             let parsed = text.trim().parse::<i64>().map_err(|_| {
                 ServingError::invalid_argument(format!("Failed to convert version: {text} to numeric."))
             })?;
-            VersionRequest::Specific(parsed)
+            Ok(VersionRequest::Specific(parsed))
         }
-        _ => version,
-    };
-    let handle = state.manager.handle(name, &version)?;
-    let signature_name = upload.signature_name.clone().filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SIGNATURE.into());
-    let signature = handle.servable.signatures().get(&signature_name).ok_or_else(|| {
-        ServingError::invalid_argument(format!(
-            "Serving signature name: \"{signature_name}\" not found in signature def"
-        ))
-    })?;
-    let presentation = handle.servable.presentation();
-    let image_options = presentation.and_then(|p| p.image.as_ref());
-    let inputs: Vec<(&String, &TensorInfo)> = signature.inputs.iter().collect();
-    let (alias, info) = match (inputs.as_slice(), image_options.and_then(|o| o.input.as_ref())) {
-        ([(alias, info)], None) => ((*alias).clone(), *info),
-        ([(alias, info)], Some(wanted)) if *alias == wanted => ((*alias).clone(), *info),
-        (_, Some(wanted)) if !signature.inputs.contains_key(wanted) => {
-            return Err(RestError(ServingError::invalid_argument(format!(
-                "signature {signature_name} has no input '{wanted}' (model_options.pbtxt image.input)"
-            ))))
-        }
-        (inputs, _) => {
-            return Err(RestError(ServingError::invalid_argument(format!(
-                "signature {signature_name} takes {} inputs; image uploads need a signature with exactly one",
-                inputs.len()
-            ))))
-        }
-    };
-    let target = image_target(info, image_options)?.ok_or_else(|| {
-        ServingError::invalid_argument(format!(
-            "input '{alias}' of signature {signature_name} is not an image input: it needs uint8, float or half \
-             of shape [batch, height, width, 1|3] or [batch, 1|3, height, width], and has {} {:?}",
-            info.dtype, info.shape
-        ))
-    })?;
-    let images = upload.images;
-    // NOTE: decoding and resizing are CPU work, kept off the async runtime.
-    let tensor = tokio::task::spawn_blocking(move || images_to_tensor(&images, &target, &ImageLimits::default()))
-        .await
-        .map_err(|e| ServingError::internal(format!("image decoding failed: {e}")))??;
+        _ => Ok(version),
+    }
+}
+
+/// Runs an upload through the version: the signature's image input gets the decoded batch,
+/// and the answer is TF Serving's row format (`{"predictions": ...}`) with `labels` when the
+/// model has them.
+pub async fn predict_upload(state: &AppState, handle: &ServableHandle, upload: Upload) -> Result<Response, RestError> {
+    let started = Instant::now();
+    tracing::Span::current().record("version", handle.id.version);
+    let signature_name = upload.signature_name.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SIGNATURE.into());
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
-    let inputs = BTreeMap::from([(alias, tensor)]);
-    let outcome = predict(handle.servable.as_ref(), &signature_name, inputs, &[], deadline).await?;
-    let mut body = write_predict_response(JsonFormat::Row, &outcome.outputs)?;
-    if let Some(labels) = presentation.and_then(|p| p.labels.as_ref()) {
-        let top = top_labels(labels, &outcome.outputs)?;
-        append_field(&mut body, "labels", &top);
-    }
+    let prediction = predict_images(handle.servable.as_ref(), &signature_name, upload.images, deadline).await?;
+    let body = write_image_response(&prediction.outcome.outputs, prediction.labels.as_deref())?;
     Ok(json_response(StatusCode::OK, body))
-}
-
-/// Returns, per image, the `top_k` classes of the scores output, highest first, as
-/// `{"label", "index", "score"}`. The scores output is `labels.output`, or the only output of
-/// rank 2.
-pub fn top_labels(labels: &Labels, outputs: &[(String, Tensor)]) -> ServingResult<serde_json::Value> {
-    let scores = match &labels.output {
-        Some(name) => outputs.iter().find(|(alias, _)| alias == name),
-        None => {
-            let ranked: Vec<&(String, Tensor)> = outputs.iter().filter(|(_, t)| t.shape.len() == 2).collect();
-            match ranked.as_slice() {
-                [one] => Some(*one),
-                _ => None,
-            }
-        }
-    };
-    let Some((alias, tensor)) = scores else {
-        return Err(ServingError::failed_precondition(
-            "model_options.pbtxt labels: no scores output; name it with labels.output (the model has no single \
-             output of rank 2)",
-        ));
-    };
-    let values: Vec<f32> = match tensor.dtype {
-        DType::Float => tensor.values::<f32>().map(|v| v.into_owned()),
-        DType::Double => tensor.values::<f64>().map(|v| v.iter().map(|&x| x as f32).collect()),
-        DType::Half => tensor.values::<half::f16>().map(|v| v.iter().map(|x| x.to_f32()).collect()),
-        _ => None,
-    }
-    .ok_or_else(|| {
-        ServingError::failed_precondition(format!(
-            "model_options.pbtxt labels: output '{alias}' is {}, not floating-point scores",
-            tensor.dtype
-        ))
-    })?;
-    let classes = tensor.shape.get(1).copied().unwrap_or(0).max(1);
-    let rows = values
-        .chunks(classes)
-        .map(|row| {
-            let mut order: Vec<usize> = (0..row.len()).collect();
-            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-            order
-                .into_iter()
-                .take(labels.top_k)
-                .map(|index| {
-                    let label = labels.names.get(index).cloned().unwrap_or_else(|| index.to_string());
-                    serde_json::json!({"label": label, "index": index, "score": f64::from(row[index])})
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect::<Vec<_>>();
-    Ok(serde_json::Value::from(rows))
-}
-
-/// Adds `"name": value` as the last field of a JSON object body.
-fn append_field(body: &mut Vec<u8>, name: &str, value: &serde_json::Value) {
-    while body.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        body.pop();
-    }
-    if body.last() == Some(&b'}') {
-        body.pop();
-        body.extend_from_slice(format!(",\n    \"{name}\": ").as_bytes());
-        body.extend_from_slice(value.to_string().as_bytes());
-        body.extend_from_slice(b"\n}");
-    }
 }
 
 /// `POST /`: an upload for the model in its `model_name` field, or `default`, or the only
@@ -219,7 +114,8 @@ pub async fn root_upload(state: &AppState, headers: &HeaderMap, body: Bytes) -> 
             ))))
         }
     };
-    predict_upload(state, &name, VersionRequest::Latest, upload).await
+    let handle = state.manager.handle(&name, &upload_version(VersionRequest::Latest, &upload)?)?;
+    predict_upload(state, &handle, upload).await
 }
 
 /// Decodes standard or URL-safe base64, with or without padding.
@@ -267,20 +163,6 @@ fn collect_b64(value: &serde_json::Value, alias: &str, images: &mut Vec<Bytes>) 
         }
     }
     Ok(())
-}
-
-/// Returns the alias of a signature's one image input, if it has exactly one input and it
-/// is image-shaped.
-pub fn image_input(state: &AppState, name: &str, version: &VersionRequest, signature_name: &str) -> Option<String> {
-    let handle = state.manager.handle(name, version).ok()?;
-    let signature = handle.servable.signatures().get(signature_name)?;
-    match signature.inputs.iter().collect::<Vec<_>>().as_slice() {
-        [(alias, info)] => {
-            let options = handle.servable.presentation().and_then(|p| p.image.as_ref());
-            matches!(image_target(info, options), Ok(Some(_))).then(|| (*alias).clone())
-        }
-        _ => None,
-    }
 }
 
 /// Reads TF Serving JSON whose image input carries base64 images (`{"instances":
@@ -331,14 +213,14 @@ pub async fn root_json(state: &AppState, body: Bytes) -> Result<Response, RestEr
     let data = request
         .get("data")
         .ok_or_else(|| ServingError::invalid_argument("the request has no 'data' object of input values"))?;
-    if let Some(alias) = image_input(state, &name, &version, &signature_name) {
+    let handle = state.manager.handle(&name, &version)?;
+    if let Some(alias) = image_input_alias(handle.servable.as_ref(), &signature_name) {
         let value = data.get(&alias).unwrap_or(data);
         let mut images = Vec::new();
         collect_b64(value, &alias, &mut images)?;
         let upload = Upload { images, signature_name: Some(signature_name), ..Default::default() };
-        return predict_upload(state, &name, version, upload).await;
+        return predict_upload(state, &handle, upload).await;
     }
-    let handle = state.manager.handle(&name, &version)?;
     let columnar = serde_json::json!({ "signature_name": signature_name, "inputs": data }).to_string();
     let parsed = crate::codec::json::parse_predict_request(columnar.as_bytes(), handle.servable.signatures())?;
     let deadline = state.rest_api_timeout.map(|timeout| Instant::now() + timeout);

@@ -13,12 +13,13 @@ use regex::Regex;
 use tracing::Instrument;
 
 use super::error::{json_response, RestError};
-use super::image_upload::{b64_upload, image_input, is_upload, predict_upload, read_upload, Upload};
+use super::image_upload::{b64_upload, is_upload, predict_upload, read_upload, upload_version, Upload};
 use super::model_json::{metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
 use crate::codec::json::classify::{parse_example_request, write_classify_response, write_regress_response};
 use crate::codec::json::{parse_predict_request, write_predict_response};
-use crate::core::{ServingError, ServingResult, VersionRequest};
+use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest};
+use crate::inference::images::image_input_alias;
 use crate::inference::predict;
 use crate::observability::record_request;
 
@@ -153,18 +154,22 @@ async fn handle_post(
             let started = Instant::now();
             let model = target.name.clone();
             let span = tracing::info_span!("predict", model = %target.name, version = tracing::field::Empty);
-            let result = if is_upload(headers) {
-                async {
+            let result = async {
+                if is_upload(headers) {
                     let upload = read_upload(headers, body).await?;
-                    predict_upload(state, &target.name, target.version, upload).await
+                    let handle = state.manager.handle(&target.name, &upload_version(target.version, &upload)?)?;
+                    return predict_upload(state, &handle, upload).await;
                 }
-                .instrument(span)
-                .await
-            } else if let Some(upload) = b64_image_request(state, &target, &body)? {
-                predict_upload(state, &target.name, target.version, upload).instrument(span).await
-            } else {
-                predict_route(state, target, body).instrument(span).await
-            };
+                // NOTE: the model is resolved before the body is looked at, as TF Serving does,
+                // and this one handle serves the whole request.
+                let handle = state.manager.handle(&target.name, &target.version)?;
+                match b64_image_request(&handle, &body)? {
+                    Some(upload) => predict_upload(state, &handle, upload).await,
+                    None => predict_route(state, handle, body).await,
+                }
+            }
+            .instrument(span)
+            .await;
             let status = result.as_ref().map_or_else(|e| e.0.code.name(), |_| "OK");
             record_request(&model, "predict", "REST", status, started);
             result
@@ -184,7 +189,7 @@ async fn handle_post(
 }
 
 /// Returns the upload of a TF Serving JSON request whose image input carries `{"b64": ...}`.
-fn b64_image_request(state: &AppState, target: &ModelPath, body: &[u8]) -> ServingResult<Option<Upload>> {
+fn b64_image_request(handle: &ServableHandle, body: &[u8]) -> ServingResult<Option<Upload>> {
     if !body.windows(5).any(|w| w == b"\"b64\"") {
         return Ok(None);
     }
@@ -192,7 +197,7 @@ fn b64_image_request(state: &AppState, target: &ModelPath, body: &[u8]) -> Servi
         .ok()
         .and_then(|v| v.get("signature_name").and_then(|s| s.as_str()).map(str::to_string))
         .unwrap_or_else(|| crate::core::DEFAULT_SIGNATURE.to_string());
-    match image_input(state, &target.name, &target.version, &signature) {
+    match image_input_alias(handle.servable.as_ref(), &signature) {
         Some(alias) => b64_upload(body, &alias),
         None => Ok(None),
     }
@@ -222,10 +227,8 @@ async fn example_route(
     Ok(json_response(StatusCode::OK, body))
 }
 
-async fn predict_route(state: &AppState, target: ModelPath, body: Bytes) -> Result<Response, RestError> {
+async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) -> Result<Response, RestError> {
     let started = Instant::now();
-    // NOTE: the model is resolved before the body is looked at, as TF Serving does.
-    let handle = state.manager.handle(&target.name, &target.version)?;
     tracing::Span::current().record("version", handle.id.version);
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
     let signatures_handle = handle.clone();

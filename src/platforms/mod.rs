@@ -2,7 +2,9 @@
 
 pub mod onnx;
 pub mod onnx_graph;
+pub mod resolve;
 pub mod tensorflow;
+pub mod version_options;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::onnx_graph::names_without_shape;
-use crate::core::model_options::PresentationOptions;
+use super::resolve::{apply_aliases, attach};
+use super::version_options;
 use crate::core::{
-    Loader, ModelOptions, Servable, ServableId, ServingError, ServingResult, SignatureDef, SignatureMap, SourceAdapter,
-    TensorInfo, DEFAULT_SIGNATURE,
+    Loader, Servable, ServableId, ServingError, ServingResult, SignatureDef, SignatureMap, SourceAdapter, TensorInfo,
+    DEFAULT_SIGNATURE,
 };
 use crate::runtime::{ModelIo, OrtRuntime, OrtServable, SessionOptions};
 
@@ -83,7 +84,7 @@ struct OnnxLoader {
 impl Loader for OnnxLoader {
     fn load(&self) -> ServingResult<Arc<dyn Servable>> {
         let version_dir = self.model_file.parent().unwrap_or(&self.model_file);
-        let options = crate::config::model_options::read_for_version(version_dir)?;
+        let options = version_options::read_for_version(version_dir)?;
         let session_options = self.session_options.with_model_settings(&options.execution);
         let unshaped = names_without_shape(&self.model_file);
         let context = format!("{}:{}", self.id.name, self.id.version);
@@ -99,79 +100,8 @@ impl Loader for OnnxLoader {
                 Ok(signatures)
             },
         )?;
-        let presentation = presentation(&servable, &options)?;
-        Ok(Arc::new(servable.with_presentation(presentation)))
+        attach(Arc::new(servable), &options)
     }
-}
-
-/// Renames signature inputs and outputs as `input_aliases` and `output_aliases` say. A name
-/// that is not in the model is an error that lists the model's names.
-pub fn apply_aliases(signatures: &mut SignatureMap, options: &ModelOptions) -> ServingResult<()> {
-    for signature in signatures.values_mut() {
-        for (what, aliases, tensors) in [
-            ("input_aliases", &options.input_aliases, &mut signature.inputs),
-            ("output_aliases", &options.output_aliases, &mut signature.outputs),
-        ] {
-            for (name, alias) in aliases {
-                let Some(info) = tensors.remove(name) else {
-                    let known: Vec<&str> = tensors.keys().map(String::as_str).collect();
-                    return Err(ServingError::failed_precondition(format!(
-                        "{}: {what} names `{name}`, which the model does not have (it has: {})",
-                        crate::config::model_options::FILE_NAME,
-                        known.join(", ")
-                    )));
-                };
-                tensors.insert(alias.clone(), info);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Resolves the image and label options against the loaded signatures: the image input and
-/// the scores output are stored as aliases of `serving_default`.
-fn presentation(servable: &OrtServable, options: &ModelOptions) -> ServingResult<PresentationOptions> {
-    use crate::core::Servable as _;
-    let file = crate::config::model_options::FILE_NAME;
-    let Some(signature) = servable.signatures().get(DEFAULT_SIGNATURE) else {
-        return Ok(PresentationOptions { image: options.image.clone(), labels: options.labels.clone() });
-    };
-    let resolve = |name: &str, tensors: &std::collections::BTreeMap<String, TensorInfo>, what: &str| {
-        if tensors.contains_key(name) {
-            return Ok(name.to_string());
-        }
-        if let Some((alias, _)) = tensors.iter().find(|(_, info)| info.name == name) {
-            return Ok(alias.clone());
-        }
-        let known: Vec<&str> = tensors.keys().map(String::as_str).collect();
-        Err(ServingError::failed_precondition(format!(
-            "{file}: {what} `{name}` is not in the model (it has: {})",
-            known.join(", ")
-        )))
-    };
-    let mut image = options.image.clone();
-    if let Some(image) = image.as_mut() {
-        if let Some(input) = &image.input {
-            image.input = Some(resolve(input, &signature.inputs, "image.input")?);
-        }
-        // NOTE: options that contradict the image input fail the load, not each request.
-        let target = match &image.input {
-            Some(alias) => signature.inputs.get(alias),
-            None if signature.inputs.len() == 1 => signature.inputs.values().next(),
-            None => None,
-        };
-        if let Some(info) = target {
-            crate::core::model_options::image_plan(info, Some(image))
-                .map_err(|e| ServingError::failed_precondition(format!("{file}: {e}")))?;
-        }
-    }
-    let mut labels = options.labels.clone();
-    if let Some(labels) = labels.as_mut() {
-        if let Some(output) = &labels.output {
-            labels.output = Some(resolve(output, &signature.outputs, "labels.output")?);
-        }
-    }
-    Ok(PresentationOptions { image, labels })
 }
 
 /// Builds the `serving_default` signature from a model's inputs and outputs, using each

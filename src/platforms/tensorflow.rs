@@ -436,7 +436,7 @@ impl Loader for SavedModelLoader {
     fn load(&self) -> ServingResult<Arc<dyn Servable>> {
         let context = format!("{}:{}", self.id.name, self.id.version);
         let mut signatures = read_signatures(&self.version_dir.join("saved_model.pb"))?;
-        let options = crate::config::model_options::read_for_version(&self.version_dir)?;
+        let options = super::version_options::read_for_version(&self.version_dir)?;
         let session_options = self.session_options.with_model_settings(&options.execution);
         let conversion_dir = find_conversion(&self.version_dir, &self.conversion, &context)?;
         let manifest = read_manifest(&conversion_dir)?;
@@ -480,7 +480,7 @@ impl Loader for SavedModelLoader {
         }
         info!(model = %context, signatures = ?routes.keys().collect::<Vec<_>>(), dir = %conversion_dir.display(),
             "SavedModel signatures served from their ONNX conversions");
-        Ok(Arc::new(SavedModelServable { signatures, routes }))
+        super::resolve::attach(Arc::new(SavedModelServable { signatures, routes }), &options)
     }
 }
 

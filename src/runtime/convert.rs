@@ -164,7 +164,7 @@ where
 pub(crate) fn from_output(name: &str, value: &DynValue) -> ServingResult<Tensor> {
     let ty = match value.dtype() {
         ValueType::Tensor { ty, .. } => *ty,
-        ValueType::Sequence(inner) if super::session::is_score_map(inner) => return map_rows_output(name, value),
+        ValueType::Sequence(inner) if is_score_map(inner) => return map_rows_output(name, value),
         other => {
             return Err(ServingError::unimplemented(format!(
                 "output '{name}' is a {other:?}, which cannot be returned as a tensor yet"
@@ -207,4 +207,15 @@ pub(crate) fn from_output(name: &str, value: &DynValue) -> ServingResult<Tensor>
             Err(ServingError::unimplemented(format!("output '{name}' has element type {ty:?}, which is not supported")))
         }
     }
+}
+
+/// True for `map(int64|string, float)`, the element of a ZipMap output.
+pub(crate) fn is_score_map(value_type: &ValueType) -> bool {
+    matches!(
+        value_type,
+        ValueType::Map {
+            key: ort::value::TensorElementType::Int64 | ort::value::TensorElementType::String,
+            value: ort::value::TensorElementType::Float32
+        }
+    )
 }

@@ -5,6 +5,9 @@ mod convert;
 pub mod engine_cache;
 pub mod gpu;
 pub mod library;
+mod model_io;
+pub mod options;
+pub mod providers;
 mod session;
 mod worker;
 
@@ -14,10 +17,10 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, Context};
 use tracing::info;
 
-pub use session::{
-    batch_profile_shapes, cuda_provider_options, tensorrt_provider_options, BatchProfile, ExecutionProviderKind,
-    ModelIo, ProviderFallback, SessionOptions,
-};
+pub use model_io::ModelIo;
+pub use options::{BatchProfile, ExecutionProviderKind, ExecutionSettings, SessionOptions};
+pub use providers::{batch_profile_shapes, cuda_provider_options, tensorrt_provider_options};
+pub use session::ProviderFallback;
 pub use worker::OrtServable;
 
 /// The process-wide ONNX Runtime: the loaded library and its one environment.

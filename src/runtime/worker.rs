@@ -11,9 +11,9 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::convert::{from_output, to_input};
-use super::session::{model_io, ModelIo, SessionOptions};
+use super::model_io::{model_io, ModelIo};
+use super::options::SessionOptions;
 use super::OrtRuntime;
-use crate::core::model_options::PresentationOptions;
 use crate::core::{RunOutputs, RunRequest, Servable, ServingError, ServingResult, SignatureMap};
 
 struct Job {
@@ -57,7 +57,6 @@ impl SessionPool {
 pub struct OrtServable {
     signatures: SignatureMap,
     providers: Vec<String>,
-    presentation: PresentationOptions,
     pool: Arc<SessionPool>,
     job_tx: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Vec<JoinHandle<()>>,
@@ -114,20 +113,7 @@ impl OrtServable {
                 .map_err(|e| ServingError::internal(format!("cannot start a model worker thread: {e}")))?;
             handles.push(handle);
         }
-        Ok(Self {
-            signatures,
-            providers,
-            presentation: PresentationOptions::default(),
-            pool,
-            job_tx: Mutex::new(Some(job_tx)),
-            workers: handles,
-        })
-    }
-
-    /// Attaches how clients see the model's images and labels.
-    pub fn with_presentation(mut self, presentation: PresentationOptions) -> Self {
-        self.presentation = presentation;
-        self
+        Ok(Self { signatures, providers, pool, job_tx: Mutex::new(Some(job_tx)), workers: handles })
     }
 }
 
@@ -214,10 +200,6 @@ impl Servable for OrtServable {
 
     fn execution_providers(&self) -> Vec<String> {
         self.providers.clone()
-    }
-
-    fn presentation(&self) -> Option<&PresentationOptions> {
-        Some(&self.presentation)
     }
 }
 

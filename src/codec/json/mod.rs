@@ -17,6 +17,7 @@ mod decode;
 mod dtoa;
 mod encode;
 mod float;
+mod labels;
 mod lexer;
 mod number;
 mod tape;
@@ -63,6 +64,27 @@ pub fn parse_predict_request(body: &[u8], signatures: &SignatureMap) -> ServingR
 /// Encodes output tensors (alias, tensor) as `{"predictions": ...}` or `{"outputs": ...}`.
 pub fn write_predict_response(format: JsonFormat, outputs: &[(String, Tensor)]) -> ServingResult<Vec<u8>> {
     encode::write_predict_response(format, outputs)
+}
+
+/// Writes the row-format response to an image request, with its top labels when the
+/// model has them: `{"predictions": [...], "labels": [[{"label", "index", "score"}]]}`.
+pub fn write_image_response(
+    outputs: &[(String, Tensor)],
+    labels: Option<&[Vec<crate::codec::image::plan::TopLabel>]>,
+) -> ServingResult<Vec<u8>> {
+    let mut body = encode::write_predict_response(JsonFormat::Row, outputs)?;
+    if let Some(labels) = labels {
+        while body.last().is_some_and(u8::is_ascii_whitespace) {
+            body.pop();
+        }
+        if body.pop() != Some(b'}') {
+            return Err(crate::core::ServingError::internal("the predict response is not a JSON object"));
+        }
+        body.extend_from_slice(b",\"labels\":");
+        labels::write_labels(labels, &mut body);
+        body.push(b'}');
+    }
+    Ok(body)
 }
 
 /// Returns the error body `{"error": "<message>"}`, laid out as TF's PrettyWriter does.

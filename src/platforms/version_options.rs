@@ -1,16 +1,17 @@
 //! The per-model options file, `model_options.pbtxt` (message `onnx_serving.ModelOptions`),
-//! read from a version directory or else from the model's base path, and validated into
-//! `core::ModelOptions`.
+//! read once when a version loads, from its directory or else from the model's base path,
+//! and split into each owner's typed part: aliases for the signatures, `ExecutionSettings`
+//! for the runtime, image options and labels for the image codec.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::core::model_options::{
-    CpuSettings, CudaSettings, ExecutionSettings, ImageOptions, Labels, ResizeMode, TensorRtSettings,
-};
-use crate::core::{DType, ModelOptions, ServingError, ServingResult};
+use crate::codec::image::plan::{ImageOptions, Labels, ResizeMode};
+use crate::core::{DType, ServingError, ServingResult};
 use crate::proto::onnx_serving as pb;
 use crate::proto::text_format::parse_text_proto;
+use crate::runtime::options::{CpuSettings, CudaSettings, ExecutionSettings, TensorRtSettings};
 
 /// The file name, in a version directory or in the model's base path.
 pub const FILE_NAME: &str = "model_options.pbtxt";
@@ -19,6 +20,17 @@ const MESSAGE: &str = "onnx_serving.ModelOptions";
 
 /// A labels file may not be larger than this.
 const MAX_LABELS_BYTES: u64 = 16 << 20;
+
+/// Everything `model_options.pbtxt` says about a model version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionOptions {
+    /// ONNX name -> alias.
+    pub input_aliases: BTreeMap<String, String>,
+    pub output_aliases: BTreeMap<String, String>,
+    pub image: Option<ImageOptions>,
+    pub labels: Option<Labels>,
+    pub execution: ExecutionSettings,
+}
 
 /// Returns the options file that applies to `version_dir`: its own, else its base path's.
 pub fn options_file(version_dir: &Path) -> Option<PathBuf> {
@@ -32,8 +44,8 @@ pub fn options_file(version_dir: &Path) -> Option<PathBuf> {
 
 /// Reads the options of a version directory; no file means default options. Every problem
 /// is FAILED_PRECONDITION and names the file.
-pub fn read_for_version(version_dir: &Path) -> ServingResult<ModelOptions> {
-    let Some(path) = options_file(version_dir) else { return Ok(ModelOptions::default()) };
+pub fn read_for_version(version_dir: &Path) -> ServingResult<VersionOptions> {
+    let Some(path) = options_file(version_dir) else { return Ok(VersionOptions::default()) };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| ServingError::failed_precondition(format!("cannot read {}: {e}", path.display())))?;
     // NOTE: relative paths inside the file are taken from the model's base path, wherever the
@@ -43,7 +55,7 @@ pub fn read_for_version(version_dir: &Path) -> ServingResult<ModelOptions> {
 }
 
 /// Parses the text of an options file; `base` resolves relative paths.
-pub fn parse(text: &str, base: &Path) -> Result<ModelOptions, String> {
+pub fn parse(text: &str, base: &Path) -> Result<VersionOptions, String> {
     let proto: pb::ModelOptions = parse_text_proto(text, MESSAGE)?;
     from_proto(proto, base)
 }
@@ -213,7 +225,7 @@ fn validate_profile_shapes(shapes: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn from_proto(proto: pb::ModelOptions, base: &Path) -> Result<ModelOptions, String> {
+fn from_proto(proto: pb::ModelOptions, base: &Path) -> Result<VersionOptions, String> {
     for (what, aliases) in [("input_aliases", &proto.input_aliases), ("output_aliases", &proto.output_aliases)] {
         let mut seen = std::collections::BTreeSet::new();
         for (name, alias) in aliases {
@@ -225,7 +237,7 @@ fn from_proto(proto: pb::ModelOptions, base: &Path) -> Result<ModelOptions, Stri
             }
         }
     }
-    Ok(ModelOptions {
+    Ok(VersionOptions {
         input_aliases: proto.input_aliases,
         output_aliases: proto.output_aliases,
         image: proto.image.map(image_options).transpose()?,
@@ -237,8 +249,8 @@ fn from_proto(proto: pb::ModelOptions, base: &Path) -> Result<ModelOptions, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model_options::{ColorOrder, ConvAlgoSearch, Layout, PixelScale};
-    use crate::core::ExecutionProviderKind;
+    use crate::codec::image::plan::{ColorOrder, Layout, PixelScale};
+    use crate::runtime::options::{ConvAlgoSearch, ExecutionProviderKind};
 
     #[test]
     fn parses_every_section() {
@@ -315,7 +327,7 @@ mod tests {
         let version = base.path().join("1");
         std::fs::create_dir(&version).expect("mkdir");
         assert!(options_file(&version).is_none());
-        assert_eq!(read_for_version(&version).expect("none"), ModelOptions::default());
+        assert_eq!(read_for_version(&version).expect("none"), VersionOptions::default());
         std::fs::write(base.path().join(FILE_NAME), r#"input_aliases { key: "a" value: "b" }"#).expect("write");
         assert_eq!(read_for_version(&version).expect("base").input_aliases["a"], "b");
         std::fs::write(version.join(FILE_NAME), r#"input_aliases { key: "a" value: "c" }"#).expect("write");

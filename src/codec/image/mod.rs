@@ -3,6 +3,8 @@
 //! out as the model's image input and its image options ask (NCHW or NHWC, gray, RGB or BGR,
 //! uint8 0..255 or float/half scaled and normalised per channel).
 
+pub mod plan;
+
 use std::io::Cursor;
 
 use bytes::Bytes;
@@ -10,8 +12,8 @@ use fast_image_resize::images::Image;
 use fast_image_resize::{PixelType, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageReader};
 
-use crate::core::model_options::{image_plan, ImageOptions};
 use crate::core::{DType, ServingError, ServingResult, Tensor, TensorInfo};
+use plan::{image_plan, ImageOptions};
 
 /// Bounds on what one request may upload.
 #[derive(Debug, Clone, Copy)]
@@ -27,9 +29,9 @@ impl Default for ImageLimits {
     }
 }
 
-pub use crate::core::model_options::{ColorOrder, ImagePlan, Layout, ResizeMode};
+pub use plan::{ColorOrder, ImagePlan, Layout, PixelScale, ResizeMode};
 
-/// Returns how images feed `info` (see `core::model_options::image_plan`), or `None` when it
+/// Returns how images feed `info` (see `plan::image_plan`), or `None` when it
 /// is not an image input. Options that contradict the input are FAILED_PRECONDITION.
 pub fn image_target(info: &TensorInfo, options: Option<&ImageOptions>) -> ServingResult<Option<ImagePlan>> {
     image_plan(info, options).map_err(|e| ServingError::failed_precondition(format!("model_options.pbtxt: {e}")))
@@ -277,7 +279,7 @@ mod tests {
 
     #[test]
     fn bgr_scale_mean_and_std_are_applied_per_channel() {
-        use crate::core::model_options::PixelScale;
+        use super::plan::PixelScale;
         let image = png(2, 1, |x, _| if x == 0 { [10, 20, 30] } else { [255, 0, 128] });
         let options = ImageOptions {
             color: Some(ColorOrder::Bgr),

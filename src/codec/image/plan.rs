@@ -1,163 +1,11 @@
-//! Per-model options as plain data: input/output aliases, image preprocessing, labels and
-//! execution settings. `config::model_options` reads them from `model_options.pbtxt`; the
-//! runtime, the image codec and the transports consume them.
+//! How images become one model input: the image options a model gives (layout, color,
+//! resize, scale, mean/std, dtype) laid over the input's own shape and type, as an
+//! `ImagePlan` worked out once when a version loads.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::DType;
-
-/// Lists the names a setting accepts, for errors such as "unknown resize mode `fit`
-/// (known: stretch, letterbox, center_crop)".
-fn unknown(what: &str, value: &str, known: &[&str]) -> String {
-    format!("unknown {what} `{value}` (known: {})", known.join(", "))
-}
-
-/// An execution provider that a model may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExecutionProviderKind {
-    TensorRt,
-    Cuda,
-    Cpu,
-}
-
-impl ExecutionProviderKind {
-    /// Returns ONNX Runtime's name for the provider.
-    pub fn ort_name(self) -> &'static str {
-        match self {
-            ExecutionProviderKind::TensorRt => "TensorrtExecutionProvider",
-            ExecutionProviderKind::Cuda => "CUDAExecutionProvider",
-            ExecutionProviderKind::Cpu => "CPUExecutionProvider",
-        }
-    }
-}
-
-impl FromStr for ExecutionProviderKind {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "tensorrt" | "trt" | "tensorrtexecutionprovider" => Ok(ExecutionProviderKind::TensorRt),
-            "cuda" | "cudaexecutionprovider" => Ok(ExecutionProviderKind::Cuda),
-            "cpu" | "cpuexecutionprovider" => Ok(ExecutionProviderKind::Cpu),
-            other => Err(unknown("execution provider", other, &["tensorrt", "cuda", "cpu"])),
-        }
-    }
-}
-
-/// ONNX Runtime's graph optimization levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GraphOptimization {
-    Disable,
-    Basic,
-    Extended,
-    #[default]
-    All,
-}
-
-impl FromStr for GraphOptimization {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "disable" => Ok(Self::Disable),
-            "basic" => Ok(Self::Basic),
-            "extended" => Ok(Self::Extended),
-            "all" => Ok(Self::All),
-            other => Err(unknown("graph optimization level", other, &["disable", "basic", "extended", "all"])),
-        }
-    }
-}
-
-/// How the CUDA arena grows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArenaExtendStrategy {
-    NextPowerOfTwo,
-    SameAsRequested,
-}
-
-impl FromStr for ArenaExtendStrategy {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "next_power_of_two" => Ok(Self::NextPowerOfTwo),
-            "same_as_requested" => Ok(Self::SameAsRequested),
-            other => Err(unknown("arena_extend_strategy", other, &["next_power_of_two", "same_as_requested"])),
-        }
-    }
-}
-
-/// How cuDNN picks convolution algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConvAlgoSearch {
-    Exhaustive,
-    Heuristic,
-    Default,
-}
-
-impl FromStr for ConvAlgoSearch {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "exhaustive" => Ok(Self::Exhaustive),
-            "heuristic" => Ok(Self::Heuristic),
-            "default" => Ok(Self::Default),
-            other => Err(unknown("cudnn_conv_algo_search", other, &["exhaustive", "heuristic", "default"])),
-        }
-    }
-}
-
-/// CPU session settings; `None` keeps the global value.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CpuSettings {
-    pub intra_op_threads: Option<usize>,
-    pub inter_op_threads: Option<usize>,
-    pub arena: Option<bool>,
-}
-
-/// CUDA provider settings; `None` keeps ONNX Runtime's default (or the global flag).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CudaSettings {
-    pub device_id: Option<i32>,
-    pub gpu_mem_limit: Option<u64>,
-    pub arena_extend_strategy: Option<ArenaExtendStrategy>,
-    pub cudnn_conv_algo_search: Option<ConvAlgoSearch>,
-    pub cuda_graph: Option<bool>,
-    pub tf32: Option<bool>,
-}
-
-/// TensorRT provider settings; `None` keeps ONNX Runtime's default (or the global flag).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TensorRtSettings {
-    pub device_id: Option<i32>,
-    pub fp16: Option<bool>,
-    pub int8: Option<bool>,
-    pub int8_calibration_table: Option<PathBuf>,
-    pub max_workspace_size: Option<u64>,
-    pub builder_optimization_level: Option<u8>,
-    pub timing_cache: Option<bool>,
-    pub engine_cache: Option<bool>,
-    pub cuda_graph: Option<bool>,
-    pub profile_min_shapes: Option<String>,
-    pub profile_opt_shapes: Option<String>,
-    pub profile_max_shapes: Option<String>,
-}
-
-/// A model's execution settings, each overriding the global flag when set.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ExecutionSettings {
-    pub providers: Option<Vec<ExecutionProviderKind>>,
-    pub require_provider: Option<ExecutionProviderKind>,
-    pub graph_optimization: Option<GraphOptimization>,
-    /// Absolute paths, registered after the global `--custom_op_paths`.
-    pub custom_op_libraries: Vec<PathBuf>,
-    pub cpu: CpuSettings,
-    pub cuda: CudaSettings,
-    pub tensorrt: TensorRtSettings,
-}
+use crate::core::error::unknown_choice as unknown;
+use crate::core::{DType, TensorInfo};
 
 /// Where the channels sit in an image input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +169,7 @@ fn fixed_dim(dim: i64) -> Option<u32> {
 /// 1 or 3 channels first (NCHW) or last (NHWC), and a uint8, float or half element type. The
 /// image options may name the layout and color where the shape leaves them open. Options that
 /// contradict the input are an error naming both.
-pub fn image_plan(info: &super::TensorInfo, options: Option<&ImageOptions>) -> Result<Option<ImagePlan>, String> {
+pub fn image_plan(info: &TensorInfo, options: Option<&ImageOptions>) -> Result<Option<ImagePlan>, String> {
     let default_options = ImageOptions::default();
     let options = options.unwrap_or(&default_options);
     if !matches!(info.dtype, DType::UInt8 | DType::Float | DType::Half) {
@@ -401,23 +249,27 @@ pub struct Labels {
     pub output: Option<String>,
 }
 
-/// What transports need to know beyond the signatures: how images become the input, and
-/// the class names of a classifier.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PresentationOptions {
-    pub image: Option<ImageOptions>,
-    pub labels: Option<Labels>,
+/// One of the highest-scoring classes of an image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLabel {
+    pub label: String,
+    pub index: usize,
+    pub score: f32,
 }
 
-/// Everything `model_options.pbtxt` says about a model version.
+/// The input of a signature that images feed, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInput {
+    pub alias: String,
+    pub plan: ImagePlan,
+}
+
+/// How a version takes images, worked out once when it loads: per signature, its image
+/// input or why it has none (the error an image request to it gets), and the class names.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ModelOptions {
-    /// ONNX name -> alias.
-    pub input_aliases: BTreeMap<String, String>,
-    pub output_aliases: BTreeMap<String, String>,
-    pub image: Option<ImageOptions>,
+pub struct ImageInputs {
+    pub signatures: std::collections::BTreeMap<String, crate::core::ServingResult<ImageInput>>,
     pub labels: Option<Labels>,
-    pub execution: ExecutionSettings,
 }
 
 #[cfg(test)]
@@ -428,13 +280,11 @@ mod tests {
     fn unknown_names_list_the_known_ones() {
         let error = "fit".parse::<ResizeMode>().expect_err("unknown");
         assert_eq!(error, "unknown resize mode `fit` (known: stretch, letterbox, center_crop)");
-        assert_eq!("TensorRT".parse::<ExecutionProviderKind>(), Ok(ExecutionProviderKind::TensorRt));
-        assert!("rocm".parse::<ExecutionProviderKind>().expect_err("unknown").contains("tensorrt, cuda, cpu"));
         assert_eq!("nchw".parse::<Layout>(), Ok(Layout::Nchw));
     }
 
-    fn info(dtype: DType, dims: &[i64]) -> super::super::TensorInfo {
-        super::super::TensorInfo { name: "x".into(), dtype, shape: Some(dims.to_vec()) }
+    fn info(dtype: DType, dims: &[i64]) -> TensorInfo {
+        TensorInfo { name: "x".into(), dtype, shape: Some(dims.to_vec()) }
     }
 
     #[test]
