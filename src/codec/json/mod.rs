@@ -16,6 +16,7 @@ mod convert;
 mod decode;
 mod dtoa;
 mod encode;
+mod error;
 mod float;
 mod lexer;
 mod number;
