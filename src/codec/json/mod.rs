@@ -20,6 +20,8 @@ mod dtoa;
 mod encode;
 mod error;
 mod float;
+mod float_layout;
+mod float_round;
 mod lexer;
 mod number;
 mod request;
