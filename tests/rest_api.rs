@@ -275,9 +275,13 @@ async fn classify_and_regress_take_tf_example_json() {
     let (status, body) =
         post(&client, &versioned, r#"{"signature_name": "serving_default", "examples": [{"x": [2.0]}]}"#).await;
     assert_eq!((status, body.as_str()), (200, r#"{"results":[3.0]}"#));
+    let (status, body) = post(&client, &url("regress"), r#"{"examples": [{"x": NaN}, {"x": -Infinity}]}"#).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"results":[NaN,-Infinity]}"#), "NaN and Infinity are floats");
 
     // TF Serving's errors, as 400s in its error format.
     let error = |body: String| parse(&body)["error"].as_str().unwrap_or_default().to_string();
+    let (status, body) = post(&client, &url("classify"), "x").await;
+    assert_eq!((status, error(body).as_str()), (400, "JSON Parse error: Invalid value. at offset: 0"));
     let (status, body) = post(&client, &url("regress"), r#"{"examples": [{"x": 2}]}"#).await;
     assert_eq!(status, 400);
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Wire formats to and from core tensors: TF Serving JSON, `TensorProto`, SignatureDef protos,
-//! and images.
+//! images, and TF's base64.
 
+pub mod base64;
 pub mod example_proto;
 pub mod image;
 pub mod json;

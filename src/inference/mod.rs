@@ -1,6 +1,8 @@
-//! Inference over a servable: signature resolution, input mapping, output filters.
+//! Inference over a servable: signature resolution, input mapping, output filters, and
+//! tf.Example parsing for classify and regress.
 
 pub mod classify;
+pub mod example_parse;
 pub mod images;
 pub mod predict;
 

@@ -1,12 +1,16 @@
 //! TF Serving's Classify/Regress JSON: `{"signature_name", "context", "examples": [...]}`
-//! requests (feature kinds from the JSON tokens) and `{"results": ...}` responses.
+//! requests, read from the same tape as predict (each feature's kind from its JSON tokens, as
+//! TF's `FillClassifyRegressRequestFromJson`), and `{"results": ...}` responses.
 
 use bytes::Bytes;
-use serde_json::Value;
 
+use super::convert::decode_b64_object;
 use super::float::write_f32;
+use super::request::{format_error, invalid, parse_request, requested_signature, ROOT};
+use super::tape::{Tag, Tape};
+use super::text::write_json_string;
 use crate::core::example::{Example, ExampleInput, Feature};
-use crate::core::{ServingError, ServingResult};
+use crate::core::ServingResult;
 
 /// A parsed Classify or Regress request.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,118 +20,123 @@ pub struct ExampleRequest {
     pub input: ExampleInput,
 }
 
-fn invalid(message: impl Into<String>) -> ServingError {
-    ServingError::invalid_argument(message)
+/// The list a JSON element goes to, as TF's `AddValueToFeature` picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Float,
+    Int64,
+    Bytes,
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "Null",
-        Value::Bool(_) => "Bool",
-        Value::Number(_) => "Number",
-        Value::String(_) => "String",
-        Value::Array(_) => "Array",
-        Value::Object(_) => "Object",
-    }
-}
-
-/// One JSON element's feature kind and value.
-enum Element {
-    Float(f32),
-    Int(i64),
-    Bytes(Bytes),
-}
-
-fn element(feature: &str, value: &Value) -> ServingResult<Element> {
-    match value {
-        Value::Number(number) if number.is_f64() => Ok(Element::Float(number.as_f64().unwrap_or(0.0) as f32)),
-        Value::Number(number) => match number.as_i64() {
-            Some(v) => Ok(Element::Int(v)),
-            None => Err(invalid(format!("Feature: {feature} has uint64_t element. Only int64_t is supported."))),
-        },
-        Value::Bool(flag) => Ok(Element::Int(i64::from(*flag))),
-        Value::String(text) => Ok(Element::Bytes(Bytes::copy_from_slice(text.as_bytes()))),
-        Value::Object(map) if map.len() == 1 && map.get("b64").is_some_and(Value::is_string) => {
-            use base64::Engine;
-            let text = map.get("b64").and_then(Value::as_str).unwrap_or_default();
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map(|b| Element::Bytes(Bytes::from(b)))
-                .map_err(|_| invalid(format!("Unable to base64 decode feature: {feature}")))
-        }
-        other => {
-            Err(invalid(format!("Feature: {feature} has element with unexpected JSON type: {}", json_type(other))))
+impl Kind {
+    /// TF's name of the kind in `Unexpected element type` errors.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Float => "float",
+            Kind::Int64 => "int64",
+            Kind::Bytes => "bytes",
         }
     }
 }
 
-fn feature(key: &str, value: &Value) -> ServingResult<Feature> {
-    let items: Vec<&Value> = match value {
-        Value::Array(items) => items.iter().collect(),
-        scalar => vec![scalar],
-    };
-    let mut feature = Feature::Empty;
+/// Returns the kind of the element at `idx`: rapidjson doubles (a fraction, an exponent,
+/// NaN/Infinity, or an integer too big for 64 bits) are floats, integer tokens and bools are
+/// int64, strings and `{"b64": ...}` objects are bytes.
+fn element_kind(tape: &Tape<'_>, idx: usize, feature: &str) -> ServingResult<Kind> {
+    match tape.tag(idx) {
+        Tag::Double => Ok(Kind::Float),
+        Tag::Int | Tag::Uint | Tag::True | Tag::False => Ok(Kind::Int64),
+        Tag::Str => Ok(Kind::Bytes),
+        Tag::Object if tape.is_b64_object(idx) => Ok(Kind::Bytes),
+        Tag::Null | Tag::Array | Tag::Object => {
+            Err(invalid(format!("Feature: {feature} has element with unexpected JSON type: {}", tape.type_name(idx))))
+        }
+    }
+}
+
+/// Builds one feature from a scalar or a flat list; the first element fixes the kind, and
+/// an empty list leaves the kind unset.
+fn feature(tape: &Tape<'_>, idx: usize, key: &str) -> ServingResult<Feature> {
+    let items: Vec<usize> = if tape.tag(idx) == Tag::Array { tape.elements(idx).collect() } else { vec![idx] };
+    let mut kind = None;
+    let (mut floats, mut int64s, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
     for item in items {
-        let expecting =
-            |kind: &str| invalid(format!("Unexpected element type in feature: {key} expecting type: {kind}"));
-        match (&mut feature, element(key, item)?) {
-            (Feature::Empty, Element::Float(v)) => feature = Feature::Floats(vec![v]),
-            (Feature::Empty, Element::Int(v)) => feature = Feature::Int64s(vec![v]),
-            (Feature::Empty, Element::Bytes(v)) => feature = Feature::Bytes(vec![v]),
-            (Feature::Floats(list), Element::Float(v)) => list.push(v),
-            (Feature::Int64s(list), Element::Int(v)) => list.push(v),
-            (Feature::Bytes(list), Element::Bytes(v)) => list.push(v),
-            (Feature::Floats(_), _) => return Err(expecting("float")),
-            (Feature::Int64s(_), _) => return Err(expecting("int64")),
-            (Feature::Bytes(_), _) => return Err(expecting("bytes")),
+        let element = element_kind(tape, item, key)?;
+        // NOTE: as in TF, the kind is checked before the value, so a mixed list reports the
+        // mismatch even where the value itself (uint64, bad base64) is also wrong.
+        match kind {
+            None => kind = Some(element),
+            Some(first) if first != element => {
+                return Err(invalid(format!(
+                    "Unexpected element type in feature: {key} expecting type: {}",
+                    first.name()
+                )));
+            }
+            Some(_) => {}
+        }
+        let node = tape.node(item);
+        match (element, node.tag) {
+            (Kind::Float, _) => floats.push(tape.as_f64(item) as f32),
+            (Kind::Int64, Tag::Uint) => {
+                return Err(invalid(format!("Feature: {key} has uint64_t element. Only int64_t is supported.")));
+            }
+            (Kind::Int64, Tag::Int) => int64s.push(node.val as i64),
+            (Kind::Int64, tag) => int64s.push(i64::from(tag == Tag::True)),
+            (Kind::Bytes, Tag::Str) => bytes.push(Bytes::copy_from_slice(tape.str_bytes(item))),
+            (Kind::Bytes, _) => bytes.push(decode_b64_object(tape, item)?),
         }
     }
-    Ok(feature)
+    Ok(match kind {
+        None => Feature::Empty,
+        Some(Kind::Float) => Feature::Floats(floats),
+        Some(Kind::Int64) => Feature::Int64s(int64s),
+        Some(Kind::Bytes) => Feature::Bytes(bytes),
+    })
 }
 
-fn example(value: &Value) -> ServingResult<Example> {
-    let Value::Object(map) = value else {
-        return Err(invalid(format!("Example must be JSON object but got JSON {}", json_type(value))));
-    };
-    map.iter().map(|(key, value)| Ok((key.clone(), feature(key, value)?))).collect()
+/// TF's `MakeExampleFromJsonObject`: one feature per member; a repeated key keeps the last.
+fn example(tape: &Tape<'_>, idx: usize) -> ServingResult<Example> {
+    if tape.tag(idx) != Tag::Object {
+        return Err(invalid(format!("Example must be JSON object but got JSON {}", tape.type_name(idx))));
+    }
+    tape.members(idx)
+        .map(|(key, value)| {
+            let key = String::from_utf8_lossy(tape.str_bytes(key)).into_owned();
+            let feature = feature(tape, value, &key)?;
+            Ok((key, feature))
+        })
+        .collect()
 }
 
 /// Parses a Classify or Regress request body. TF's error text says "classify" for both.
+///
+/// Malformed JSON and a bad `signature_name` get the same errors as predict; NaN and Infinity
+/// tokens are float features, as rapidjson's `kParseNanAndInfFlag` makes them.
 pub fn parse_example_request(body: &[u8]) -> ServingResult<ExampleRequest> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("JSON Parse error: {e}")))?;
-    let Value::Object(request) = &value else {
-        return Err(invalid(format!("JSON Value: {value} Is not object")));
-    };
-    let signature_name = match request.get("signature_name") {
-        None => String::new(),
-        Some(Value::String(name)) => name.clone(),
-        Some(other) => return Err(invalid(format!("JSON Value: {other} Expecting 'signature_name' to be a string"))),
-    };
-    let context = match request.get("context") {
-        None => None,
-        Some(context @ Value::Object(_)) => Some(example(context)?),
-        Some(other) => return Err(invalid(format!("JSON Value: {other} Expecting 'context' value to be an object"))),
-    };
-    let examples = match request.get("examples") {
+    let tape = parse_request(body)?;
+    let signature_name = requested_signature(&tape)?;
+    let context = tape.find_member(ROOT, b"context").map(|idx| example(&tape, idx)).transpose()?;
+    let examples = match tape.find_member(ROOT, b"examples") {
         None => {
-            return Err(invalid(format!(
-                "JSON Value: {value} When method is classify, key 'examples' is expected and was not found"
-            )))
+            return Err(format_error(
+                &tape,
+                ROOT,
+                "When method is classify, key 'examples' is expected and was not found",
+            ))
         }
-        Some(Value::Array(items)) if items.is_empty() => {
-            return Err(invalid(format!("JSON Value: {value} 'examples' value is an empty array")))
+        Some(list) if tape.tag(list) != Tag::Array => {
+            return Err(format_error(&tape, ROOT, "Expecting 'examples' value to be an list/array"))
         }
-        Some(Value::Array(items)) => items.iter().map(example).collect::<ServingResult<Vec<_>>>()?,
-        Some(_) => return Err(invalid(format!("JSON Value: {value} Expecting 'examples' value to be an list/array"))),
+        Some(list) if tape.node(list).len == 0 => {
+            return Err(format_error(&tape, ROOT, "'examples' value is an empty array"))
+        }
+        Some(list) => tape.elements(list).map(|idx| example(&tape, idx)).collect::<ServingResult<Vec<_>>>()?,
     };
     Ok(ExampleRequest { signature_name, input: ExampleInput { examples, context } })
 }
 
-fn write_string(text: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(Value::String(text.to_string()).to_string().as_bytes());
-}
-
-/// `{"results": [[["label", score], ...], ...]}`, scores as TF's `WriteDecimal` prints them.
+/// `{"results": [[["label", score], ...], ...]}`: labels as rapidjson writes strings (bytes
+/// unchanged, control characters escaped), scores as TF's `WriteDecimal` prints them.
 pub fn write_classify_response(results: &[Vec<(Bytes, f32)>]) -> ServingResult<Vec<u8>> {
     if results.is_empty() {
         return Err(invalid("Cannot convert empty ClassificationResults to JSON"));
@@ -143,7 +152,7 @@ pub fn write_classify_response(results: &[Vec<(Bytes, f32)>]) -> ServingResult<V
                 out.push(b',');
             }
             out.push(b'[');
-            write_string(&String::from_utf8_lossy(label), &mut out);
+            write_json_string(&mut out, label);
             out.push(b',');
             write_f32(*score, &mut out);
             out.push(b']');
@@ -173,6 +182,8 @@ pub fn write_regress_response(values: &[f32]) -> ServingResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::json::parse_predict_request;
+    use crate::core::signature::SignatureMap;
 
     #[test]
     fn json_tokens_choose_the_feature_kind() {
@@ -215,5 +226,109 @@ mod tests {
         assert_eq!(write_classify_response(&classes).expect("ok"), br#"{"results":[[["a",3.0],["",0.25]]]}"#.to_vec());
         assert_eq!(write_regress_response(&[3.0, 3.5]).expect("ok"), br#"{"results":[3.0,3.5]}"#.to_vec());
         assert!(write_regress_response(&[]).expect_err("empty").message.contains("empty RegressionResults"));
+    }
+
+    #[test]
+    fn malformed_json_gets_the_same_errors_as_predict() {
+        let error = |body: &[u8]| parse_example_request(body).expect_err("malformed").message;
+        assert_eq!(error(b"x"), "JSON Parse error: Invalid value. at offset: 0");
+        assert_eq!(error(b""), "JSON Parse error: The document is empty");
+        assert_eq!(error(b"[1]"), "JSON Value: [1] Is not object");
+        let bodies: [&[u8]; 6] = [b"x", b"", b"  ", b"{\"examples\": [", b"[1]", b"{\"a\" 1}"];
+        for body in bodies {
+            let predict = parse_predict_request(body, &SignatureMap::default()).expect_err("malformed").message;
+            assert_eq!(error(body), predict, "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(
+            error(br#"{"signature_name": 1, "examples": [{}]}"#),
+            "JSON Value: {\n    \"signature_name\": 1,\n    \"examples\": [{}]\n} not formatted correctly. \
+             'signature_name' key must be a string value."
+        );
+        assert_eq!(
+            error(br#"{"examples": {"x": 1}}"#),
+            "JSON Value: {\n    \"examples\": {\n        \"x\": 1\n    }\n} Expecting 'examples' value to be an list/array"
+        );
+    }
+
+    #[test]
+    fn nan_and_infinity_are_float_features() {
+        let body = br#"{"examples": [{"x": NaN, "y": [Infinity, -Infinity, 1.5], "z": [Inf, -Inf]}]}"#;
+        let request = parse_example_request(body).expect("parse");
+        let example = &request.input.examples[0];
+        let Feature::Floats(x) = &example["x"] else { panic!("x: {:?}", example["x"]) };
+        assert!(x.len() == 1 && x[0].is_nan());
+        assert_eq!(example["y"], Feature::Floats(vec![f32::INFINITY, f32::NEG_INFINITY, 1.5]));
+        assert_eq!(example["z"], Feature::Floats(vec![f32::INFINITY, f32::NEG_INFINITY]));
+        let error = parse_example_request(br#"{"examples": [{"x": [1, NaN]}]}"#).expect_err("mixed").message;
+        assert_eq!(error, "Unexpected element type in feature: x expecting type: int64");
+    }
+
+    #[test]
+    fn features_follow_tf_rules() {
+        let request =
+            parse_example_request(b"{\"examples\": [{\"raw\": \"\xff\", \"empty\": [], \"x\": 1, \"x\": 2.5}]}")
+                .expect("parse");
+        let example = &request.input.examples[0];
+        assert_eq!(example["raw"], Feature::Bytes(vec![Bytes::from_static(b"\xff")]), "bytes are not UTF-8 checked");
+        assert_eq!(example["empty"], Feature::Empty);
+        assert_eq!(example["x"], Feature::Floats(vec![2.5]), "a repeated key keeps the last");
+        let big = parse_example_request(br#"{"examples": [{"x": [1e400]}]}"#).expect_err("too big").message;
+        assert_eq!(big, "JSON Parse error: Number too big to be stored in double. at offset: 21");
+        let request = parse_example_request(br#"{"examples": [{"x": 123456789012345678901234}]}"#).expect("parse");
+        assert_eq!(
+            request.input.examples[0]["x"],
+            Feature::Floats(vec![123456789012345678901234.0f64 as f32]),
+            "beyond u64 is a double"
+        );
+    }
+
+    #[test]
+    fn feature_errors_match_tf() {
+        let error = |body: &str| parse_example_request(body.as_bytes()).expect_err(body).message;
+        assert_eq!(error(r#"{"examples": [true]}"#), "Example must be JSON object but got JSON True");
+        assert_eq!(error(r#"{"context": [1], "examples": [{}]}"#), "Example must be JSON object but got JSON Array");
+        assert_eq!(
+            error(r#"{"examples": [{"x": {"y": 1}}]}"#),
+            "Feature: x has element with unexpected JSON type: Object"
+        );
+        // The kind is checked before the value, as in TF.
+        assert_eq!(
+            error(r#"{"examples": [{"x": [1.5, 18446744073709551615]}]}"#),
+            "Unexpected element type in feature: x expecting type: float"
+        );
+        assert_eq!(
+            error(r#"{"examples": [{"x": [true, {"b64": "!"}]}]}"#),
+            "Unexpected element type in feature: x expecting type: int64"
+        );
+        assert_eq!(
+            error(r#"{"examples": [{"x": ["a", 1]}]}"#),
+            "Unexpected element type in feature: x expecting type: bytes"
+        );
+    }
+
+    #[test]
+    fn b64_features_decode_as_predict_does() {
+        let body = br#"{"examples": [{"x": [{"b64": "aGVsbG8"}, {"b64": "aGVs bG8."}, {"b64": ""}]}]}"#;
+        let request = parse_example_request(body).expect("parse");
+        let expected = vec![Bytes::from("hello"), Bytes::from("hello"), Bytes::new()];
+        assert_eq!(request.input.examples[0]["x"], Feature::Bytes(expected));
+        let error = |body: &str| parse_example_request(body.as_bytes()).expect_err(body).message;
+        for bad in ["a", "aGVsbG8==", "aGVs!G8=", "aGVsbG8=x", "aGVsbG8-"] {
+            assert_eq!(error(&format!(r#"{{"examples": [{{"x": {{"b64": "{bad}"}}}}]}}"#)), "Unable to base64 decode");
+        }
+        assert_eq!(
+            error(r#"{"examples": [{"x": {"b64": 5}}]}"#),
+            "Feature: x has element with unexpected JSON type: Object",
+            "not a b64 object"
+        );
+    }
+
+    #[test]
+    fn labels_are_written_as_rapidjson_writes_strings() {
+        let classes = vec![vec![(Bytes::from_static(b"a\"\x01\xff"), 0.5f32)]];
+        assert_eq!(
+            write_classify_response(&classes).expect("ok"),
+            b"{\"results\":[[[\"a\\\"\\u0001\xff\",0.5]]]}".to_vec()
+        );
     }
 }

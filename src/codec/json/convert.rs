@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::tape::{Node, Tag, Tape};
+use crate::codec::base64::base64_unescape;
 use crate::core::error::{ServingError, ServingResult};
 use crate::core::tensor::{DType, Tensor};
 
@@ -253,7 +254,7 @@ pub(crate) fn type_error(tape: &Tape<'_>, idx: usize, dtype: DType) -> ServingEr
 }
 
 /// Decodes `{"b64": "..."}`, as TF's `JsonDecodeBase64Object`.
-fn decode_b64_object(tape: &Tape<'_>, idx: usize) -> ServingResult<Bytes> {
+pub(crate) fn decode_b64_object(tape: &Tape<'_>, idx: usize) -> ServingResult<Bytes> {
     if !tape.is_b64_object(idx) {
         return Err(ServingError::invalid_argument(format!(
             "JSON Value: {} not formatted correctly for base64 data",
@@ -263,65 +264,4 @@ fn decode_b64_object(tape: &Tape<'_>, idx: usize) -> ServingResult<Bytes> {
     base64_unescape(tape.str_bytes(idx + 2))
         .map(Bytes::from)
         .ok_or_else(|| ServingError::invalid_argument("Unable to base64 decode"))
-}
-
-fn base64_value(c: u8) -> Option<u32> {
-    let v = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(v))
-}
-
-fn is_ascii_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
-}
-
-/// Decodes standard base64 with absl `Base64Unescape`'s leniency: whitespace is skipped,
-/// padding (`=` or `.`) is optional but must be complete when present, and the unused bits of
-/// the last character are ignored.
-pub(crate) fn base64_unescape(src: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(src.len() / 4 * 3 + 3);
-    let mut acc: u32 = 0;
-    let mut pending = 0;
-    let mut rest = src;
-    while let Some((&c, tail)) = rest.split_first() {
-        if let Some(v) = base64_value(c) {
-            acc = acc << 6 | v;
-            pending += 1;
-            if pending == 4 {
-                out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-                acc = 0;
-                pending = 0;
-            }
-        } else if !is_ascii_space(c) {
-            break;
-        }
-        rest = tail;
-    }
-    let mut padding = 0;
-    for &c in rest {
-        if c == b'=' || c == b'.' {
-            padding += 1;
-        } else if !is_ascii_space(c) {
-            return None;
-        }
-    }
-    let expected = match pending {
-        0 => 0,
-        2 => {
-            out.push((acc >> 4) as u8);
-            2
-        }
-        3 => {
-            out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
-            1
-        }
-        _ => return None,
-    };
-    (padding == 0 || padding == expected).then_some(out)
 }

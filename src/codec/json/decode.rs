@@ -3,45 +3,16 @@
 use std::collections::BTreeMap;
 
 use super::convert::Values;
-use super::lexer;
+use super::request::{format_error, invalid, parse_request, requested_signature, ROOT};
 use super::tape::{Tag, Tape};
 use super::{JsonFormat, PredictJsonRequest};
 use crate::core::error::{ServingError, ServingResult};
 use crate::core::signature::{SignatureDef, SignatureMap, DEFAULT_SIGNATURE};
 use crate::core::tensor::{DType, Tensor};
 
-/// The tape index of the document root.
-const ROOT: usize = 0;
-
-fn invalid(message: impl Into<String>) -> ServingError {
-    ServingError::invalid_argument(message)
-}
-
-/// TF's `FormatError`: the value's debug text followed by the message.
-fn format_error(tape: &Tape<'_>, idx: usize, message: &str) -> ServingError {
-    invalid(format!("JSON Value: {} {message}", tape.debug_string(idx)))
-}
-
 pub(crate) fn parse_predict_request(body: &[u8], signatures: &SignatureMap) -> ServingResult<PredictJsonRequest> {
-    if body.is_empty() {
-        return Err(invalid("JSON Parse error: The document is empty"));
-    }
-    let tape =
-        lexer::parse(body).map_err(|e| invalid(format!("JSON Parse error: {} at offset: {}", e.message, e.offset)))?;
-    if tape.tag(ROOT) != Tag::Object {
-        return Err(format_error(&tape, ROOT, "Is not object"));
-    }
-    let requested = match tape.find_member(ROOT, b"signature_name") {
-        None => String::new(),
-        Some(idx) if tape.tag(idx) == Tag::Str => String::from_utf8_lossy(tape.str_bytes(idx)).into_owned(),
-        Some(_) => {
-            return Err(format_error(
-                &tape,
-                ROOT,
-                "not formatted correctly. 'signature_name' key must be a string value.",
-            ));
-        }
-    };
+    let tape = parse_request(body)?;
+    let requested = requested_signature(&tape)?;
     let signature_name = if requested.is_empty() { DEFAULT_SIGNATURE.to_owned() } else { requested.clone() };
     let signature = signatures
         .get(&signature_name)

@@ -5,30 +5,12 @@
 //! (trailing bytes are ignored), a NUL byte reads as the end of input, string bytes are not
 //! UTF-8 validated, and nesting depth is bounded only by memory (an explicit stack).
 
+use super::error::{
+    SyntaxError, DOCUMENT_EMPTY, INVALID_ENCODING, INVALID_ESCAPE, INVALID_HEX, INVALID_SURROGATE, INVALID_VALUE,
+    MISSING_COLON, MISSING_COMMA_OR_CURLY, MISSING_COMMA_OR_SQUARE, MISSING_NAME, MISSING_QUOTE,
+};
 use super::number::{scan_number, scan_short_number};
 use super::tape::{Node, Tag, Tape};
-
-pub(crate) const DOCUMENT_EMPTY: &str = "The document is empty.";
-pub(crate) const INVALID_VALUE: &str = "Invalid value.";
-pub(crate) const MISSING_NAME: &str = "Missing a name for object member.";
-pub(crate) const MISSING_COLON: &str = "Missing a colon after a name of object member.";
-pub(crate) const MISSING_COMMA_OR_CURLY: &str = "Missing a comma or '}' after an object member.";
-pub(crate) const MISSING_COMMA_OR_SQUARE: &str = "Missing a comma or ']' after an array element.";
-pub(crate) const INVALID_HEX: &str = "Incorrect hex digit after \\u escape in string.";
-pub(crate) const INVALID_SURROGATE: &str = "The surrogate pair in string is invalid.";
-pub(crate) const INVALID_ESCAPE: &str = "Invalid escape character in string.";
-pub(crate) const MISSING_QUOTE: &str = "Missing a closing quotation mark in string.";
-pub(crate) const INVALID_ENCODING: &str = "Invalid encoding in string.";
-pub(crate) const NUMBER_TOO_BIG: &str = "Number too big to be stored in double.";
-pub(crate) const MISS_FRACTION: &str = "Miss fraction part in number.";
-pub(crate) const MISS_EXPONENT: &str = "Miss exponent in number.";
-
-/// A parse error: rapidjson's English message and its byte offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SyntaxError {
-    pub message: &'static str,
-    pub offset: usize,
-}
 
 /// An open array or object.
 struct Frame {
@@ -53,10 +35,6 @@ pub(crate) fn parse(src: &[u8]) -> Result<Tape<'_>, SyntaxError> {
     Ok(Tape { src, nodes: parser.nodes, arena: parser.arena })
 }
 
-fn err(message: &'static str, offset: usize) -> SyntaxError {
-    SyntaxError { message, offset }
-}
-
 impl Parser<'_> {
     fn peek(&self) -> u8 {
         self.src.get(self.pos).copied().unwrap_or(0)
@@ -71,7 +49,7 @@ impl Parser<'_> {
     fn run(&mut self) -> Result<(), SyntaxError> {
         self.skip_ws();
         if matches!(self.peek(), 0 | b']' | b'}' | b',' | b':') {
-            return Err(err(DOCUMENT_EMPTY, self.pos));
+            return Err(SyntaxError::at(DOCUMENT_EMPTY, self.pos));
         }
         'value: loop {
             // A value starts at `pos` (whitespace already skipped).
@@ -89,7 +67,7 @@ impl Parser<'_> {
                             self.pos += 1;
                             self.close();
                         }
-                        _ => return Err(err(MISSING_NAME, self.pos)),
+                        _ => return Err(SyntaxError::at(MISSING_NAME, self.pos)),
                     }
                 }
                 b'[' => {
@@ -106,7 +84,7 @@ impl Parser<'_> {
                 b't' => self.literal(b"true", Tag::True)?,
                 b'f' => self.literal(b"false", Tag::False)?,
                 b'n' => self.literal(b"null", Tag::Null)?,
-                0 | b']' | b'}' | b',' | b':' => return Err(err(INVALID_VALUE, self.pos)),
+                0 | b']' | b'}' | b',' | b':' => return Err(SyntaxError::at(INVALID_VALUE, self.pos)),
                 _ => {
                     let (node, end) = scan_number(self.src, self.pos)?;
                     self.nodes.push(node);
@@ -137,7 +115,7 @@ impl Parser<'_> {
                         self.pos += 1;
                         self.skip_ws();
                         if self.peek() != b'"' {
-                            return Err(err(MISSING_NAME, self.pos));
+                            return Err(SyntaxError::at(MISSING_NAME, self.pos));
                         }
                         self.member_key()?;
                         continue 'value;
@@ -146,8 +124,8 @@ impl Parser<'_> {
                         self.pos += 1;
                         self.close();
                     }
-                    (_, false) => return Err(err(MISSING_COMMA_OR_SQUARE, self.pos)),
-                    (_, true) => return Err(err(MISSING_COMMA_OR_CURLY, self.pos)),
+                    (_, false) => return Err(SyntaxError::at(MISSING_COMMA_OR_SQUARE, self.pos)),
+                    (_, true) => return Err(SyntaxError::at(MISSING_COMMA_OR_CURLY, self.pos)),
                 }
             }
         }
@@ -172,7 +150,7 @@ impl Parser<'_> {
         self.string()?;
         self.skip_ws();
         if self.peek() != b':' {
-            return Err(err(MISSING_COLON, self.pos));
+            return Err(SyntaxError::at(MISSING_COLON, self.pos));
         }
         self.pos += 1;
         self.skip_ws();
@@ -183,7 +161,7 @@ impl Parser<'_> {
         self.pos += 1;
         for &c in &word[1..] {
             if self.peek() != c {
-                return Err(err(INVALID_VALUE, self.pos));
+                return Err(SyntaxError::at(INVALID_VALUE, self.pos));
             }
             self.pos += 1;
         }
@@ -217,8 +195,8 @@ impl Parser<'_> {
                     return Ok(());
                 }
                 b'\\' => self.escape()?,
-                0 => return Err(err(MISSING_QUOTE, self.pos)),
-                0x01..=0x1F => return Err(err(INVALID_ENCODING, self.pos)),
+                0 => return Err(SyntaxError::at(MISSING_QUOTE, self.pos)),
+                0x01..=0x1F => return Err(SyntaxError::at(INVALID_ENCODING, self.pos)),
                 _ => {
                     self.arena.push(c);
                     self.pos += 1;
@@ -247,7 +225,7 @@ impl Parser<'_> {
             b'r' => Some(b'\r'),
             b't' => Some(b'\t'),
             b'u' => None,
-            _ => return Err(err(INVALID_ESCAPE, escape_offset)),
+            _ => return Err(SyntaxError::at(INVALID_ESCAPE, escape_offset)),
         };
         self.pos += 1;
         if let Some(byte) = simple {
@@ -257,20 +235,20 @@ impl Parser<'_> {
         let mut code = self.hex4(escape_offset)?;
         if (0xD800..=0xDBFF).contains(&code) {
             if self.peek() != b'\\' {
-                return Err(err(INVALID_SURROGATE, escape_offset));
+                return Err(SyntaxError::at(INVALID_SURROGATE, escape_offset));
             }
             self.pos += 1;
             if self.peek() != b'u' {
-                return Err(err(INVALID_SURROGATE, escape_offset));
+                return Err(SyntaxError::at(INVALID_SURROGATE, escape_offset));
             }
             self.pos += 1;
             let low = self.hex4(escape_offset)?;
             if !(0xDC00..=0xDFFF).contains(&low) {
-                return Err(err(INVALID_SURROGATE, escape_offset));
+                return Err(SyntaxError::at(INVALID_SURROGATE, escape_offset));
             }
             code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
         } else if (0xDC00..=0xDFFF).contains(&code) {
-            return Err(err(INVALID_SURROGATE, escape_offset));
+            return Err(SyntaxError::at(INVALID_SURROGATE, escape_offset));
         }
         // Every value here is a Unicode scalar: surrogates were combined or rejected above.
         let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
@@ -287,7 +265,7 @@ impl Parser<'_> {
                 c @ b'0'..=b'9' => c - b'0',
                 c @ b'a'..=b'f' => c - b'a' + 10,
                 c @ b'A'..=b'F' => c - b'A' + 10,
-                _ => return Err(err(INVALID_HEX, escape_offset)),
+                _ => return Err(SyntaxError::at(INVALID_HEX, escape_offset)),
             };
             code = code << 4 | u32::from(digit);
             self.pos += 1;

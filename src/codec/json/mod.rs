@@ -1,9 +1,11 @@
-//! The TF Serving REST JSON tensor codec: predict request decoding, response encoding, floats.
+//! The TF Serving REST JSON codec: predict, classify and regress request decoding, response
+//! encoding, floats.
 //!
-//! Requests are parsed once into a flat tape (no `serde_json::Value`), with rapidjson's error
-//! messages and offsets, then the `instances` (row) or `inputs` (columnar) value is decoded
-//! straight into typed buffers using the signature's input dtypes. Responses are written
-//! compactly; whitespace differs from TF's PrettyWriter, values and structure do not.
+//! Every request is parsed once into a flat tape (no `serde_json::Value`), with rapidjson's
+//! error messages and offsets. Predict's `instances` (row) or `inputs` (columnar) value is then
+//! decoded straight into typed buffers using the signature's input dtypes; classify and
+//! regress `examples` become tf.Example features. Responses are written compactly; whitespace
+//! differs from TF's PrettyWriter, values and structure do not.
 //!
 //! Known differences from TF Serving, all in corners clients do not reach:
 //! - Numbers are parsed exactly; rapidjson (without full precision) can be an ulp off.
@@ -16,10 +18,14 @@ mod convert;
 mod decode;
 mod dtoa;
 mod encode;
+mod error;
 mod float;
+mod float_layout;
+mod float_round;
 mod labels;
 mod lexer;
 mod number;
+mod request;
 mod tape;
 mod text;
 

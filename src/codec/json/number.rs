@@ -4,7 +4,7 @@
 //! rounding) or, failing that, Rust's correctly rounded `str::parse`. rapidjson without
 //! `kParseFullPrecisionFlag` may be off by an ulp on long doubles; this parser never is.
 
-use super::lexer::{SyntaxError, INVALID_VALUE, MISS_EXPONENT, MISS_FRACTION, NUMBER_TOO_BIG};
+use super::error::{SyntaxError, INVALID_VALUE, MISS_EXPONENT, MISS_FRACTION, NUMBER_TOO_BIG};
 use super::tape::{Node, Tag};
 
 static POW10_F64: [f64; 23] = [
@@ -68,10 +68,6 @@ fn accumulate(mantissa: &mut u64, inexact: &mut bool, value: u64, count: usize) 
 
 fn peek(src: &[u8], pos: usize) -> u8 {
     src.get(pos).copied().unwrap_or(0)
-}
-
-fn err(message: &'static str, offset: usize) -> SyntaxError {
-    SyntaxError { message, offset }
 }
 
 /// Scans the common short forms, `-?D(.D)?` with 1 to 7 digits in each part and no exponent,
@@ -140,7 +136,7 @@ pub(crate) fn scan_number(src: &[u8], start: usize) -> Result<(Node, usize), Syn
                 }
             }
             if special.is_none() {
-                return Err(err(INVALID_VALUE, pos));
+                return Err(SyntaxError::at(INVALID_VALUE, pos));
             }
         }
         b'I' => {
@@ -153,7 +149,7 @@ pub(crate) fn scan_number(src: &[u8], start: usize) -> Result<(Node, usize), Syn
                     if peek(src, pos) == b'i' {
                         for &c in b"inity" {
                             if peek(src, pos) != c {
-                                return Err(err(INVALID_VALUE, pos));
+                                return Err(SyntaxError::at(INVALID_VALUE, pos));
                             }
                             pos += 1;
                         }
@@ -161,10 +157,10 @@ pub(crate) fn scan_number(src: &[u8], start: usize) -> Result<(Node, usize), Syn
                 }
             }
             if special.is_none() {
-                return Err(err(INVALID_VALUE, pos));
+                return Err(SyntaxError::at(INVALID_VALUE, pos));
             }
         }
-        _ => return Err(err(INVALID_VALUE, pos)),
+        _ => return Err(SyntaxError::at(INVALID_VALUE, pos)),
     }
     let int_end = pos;
 
@@ -172,7 +168,7 @@ pub(crate) fn scan_number(src: &[u8], start: usize) -> Result<(Node, usize), Syn
     if peek(src, pos) == b'.' {
         pos += 1;
         if !peek(src, pos).is_ascii_digit() {
-            return Err(err(MISS_FRACTION, pos));
+            return Err(SyntaxError::at(MISS_FRACTION, pos));
         }
         has_fraction = true;
         loop {
@@ -201,7 +197,7 @@ pub(crate) fn scan_number(src: &[u8], start: usize) -> Result<(Node, usize), Syn
             _ => {}
         }
         if !peek(src, pos).is_ascii_digit() {
-            return Err(err(MISS_EXPONENT, pos));
+            return Err(SyntaxError::at(MISS_EXPONENT, pos));
         }
         has_exponent = true;
         while let d @ b'0'..=b'9' = peek(src, pos) {
@@ -227,7 +223,7 @@ pub(crate) fn scan_number(src: &[u8], start: usize) -> Result<(Node, usize), Syn
         let frac_digits = if has_fraction { &src[int_end + 1..frac_end] } else { &[][..] };
         let absorbed = rapidjson_fraction_digits(int_digits, frac_digits, negative);
         if exp_value > 308 + absorbed {
-            return Err(err(NUMBER_TOO_BIG, start));
+            return Err(SyntaxError::at(NUMBER_TOO_BIG, start));
         }
     }
 
@@ -253,7 +249,7 @@ pub(crate) fn scan_number(src: &[u8], start: usize) -> Result<(Node, usize), Syn
         text.parse::<f64>().unwrap_or(f64::INFINITY)
     };
     if magnitude.is_infinite() {
-        return Err(err(NUMBER_TOO_BIG, start));
+        return Err(SyntaxError::at(NUMBER_TOO_BIG, start));
     }
     Ok((double_node(if negative { -magnitude } else { magnitude }), end))
 }

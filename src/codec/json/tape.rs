@@ -76,7 +76,6 @@ impl<'a> Tape<'a> {
     }
 
     /// Returns the indices of an array's elements.
-    #[cfg(test)]
     pub fn elements(&self, idx: usize) -> Siblings<'_, 'a> {
         Siblings { tape: self, next: idx + 1, left: self.nodes[idx].len }
     }
@@ -222,14 +221,12 @@ fn indent(out: &mut Vec<u8>, depth: usize) {
 }
 
 /// Iterates over consecutive sibling subtrees.
-#[cfg(test)]
 pub(crate) struct Siblings<'t, 'a> {
     tape: &'t Tape<'a>,
     next: usize,
     left: u32,
 }
 
-#[cfg(test)]
 impl Iterator for Siblings<'_, '_> {
     type Item = usize;
 
