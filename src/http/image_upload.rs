@@ -118,19 +118,11 @@ pub async fn root_upload(state: &AppState, headers: &HeaderMap, body: Bytes) -> 
     predict_upload(state, &handle, upload).await
 }
 
-/// Decodes standard or URL-safe base64, with or without padding.
+/// Decodes an image's base64 by TF's rules, in the standard alphabet or else the web-safe one.
 fn decode_base64(index: usize, text: &str) -> ServingResult<Bytes> {
-    use base64::Engine;
-    let engines = [
-        &base64::engine::general_purpose::STANDARD,
-        &base64::engine::general_purpose::URL_SAFE,
-        &base64::engine::general_purpose::STANDARD_NO_PAD,
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-    ];
-    let text = text.trim();
-    engines
-        .iter()
-        .find_map(|engine| engine.decode(text).ok())
+    use crate::codec::base64::{base64_unescape, web_safe_base64_unescape};
+    base64_unescape(text.as_bytes())
+        .or_else(|| web_safe_base64_unescape(text.as_bytes()))
         .map(Bytes::from)
         .ok_or_else(|| ServingError::invalid_argument(format!("image {index}: Unable to base64 decode")))
 }
