@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::signature::SignatureDef;
 use super::DType;
 
 /// One feature's values, as `tensorflow.Feature`. `Empty` is a key present with no list set.
@@ -81,41 +80,4 @@ pub struct FeatureSpec {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ExampleSpec {
     pub features: Vec<FeatureSpec>,
-}
-
-impl ExampleSpec {
-    /// Derives the spec that feeds each input of a plain signature from the feature of the
-    /// same name (its alias): dtype and per-example shape from the input, every feature
-    /// required. Inputs that cannot come from a feature (unknown rank, a dynamic inner
-    /// dimension, a type no feature list holds) are an error naming the input.
-    pub fn from_signature(signature: &SignatureDef) -> Result<ExampleSpec, String> {
-        let mut features = Vec::new();
-        for (alias, info) in &signature.inputs {
-            let dtype = match info.dtype {
-                DType::Float | DType::Int64 | DType::String => info.dtype,
-                other => {
-                    return Err(format!(
-                        "input '{alias}' is {other}; tf.Example features feed only float, int64 and string inputs"
-                    ))
-                }
-            };
-            let Some(dims) = &info.shape else {
-                return Err(format!("input '{alias}' has an unknown rank, so no feature shape follows from it"));
-            };
-            let inner: Vec<i64> = dims.iter().skip(1).copied().collect();
-            if inner.iter().any(|&d| d < 0) {
-                return Err(format!(
-                    "input '{alias}' has a dynamic dimension after the batch ({dims:?}); a feature needs fixed ones"
-                ));
-            }
-            features.push(FeatureSpec {
-                key: alias.clone(),
-                dtype,
-                shape: FeatureShape::Fixed(inner),
-                default: None,
-                model_input: Some(info.name.clone()),
-            });
-        }
-        Ok(ExampleSpec { features })
-    }
 }

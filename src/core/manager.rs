@@ -5,16 +5,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::error::{ServingError, ServingResult};
+use super::handle::{DrainLease, ServableHandle};
 use super::loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
 use super::policy::{availability_preserving_action, PolicyAction, PolicyVersion};
-use super::servable::{Servable, ServableHandle, ServableId, ServableState, VersionRequest};
+use super::servable::{Servable, ServableId, ServableState, VersionRequest};
 
 /// Retry behaviour for loads, as TF Serving's `--max_num_load_retries` and
 /// `--load_retry_interval_micros`.
@@ -43,21 +44,6 @@ pub struct VersionStatus {
 
 /// Every version the manager has ever tracked, per model. END entries are kept forever.
 pub type StatusSnapshot = HashMap<String, BTreeMap<i64, VersionStatus>>;
-
-/// Fires when the last handle to a retiring version is dropped.
-pub struct DrainLease {
-    drained_tx: Mutex<Option<oneshot::Sender<()>>>,
-}
-
-impl Drop for DrainLease {
-    fn drop(&mut self) {
-        if let Ok(mut slot) = self.drained_tx.lock() {
-            if let Some(tx) = slot.take() {
-                let _ = tx.send(());
-            }
-        }
-    }
-}
 
 #[derive(Clone)]
 struct ServingVersion {
@@ -405,7 +391,7 @@ impl ManagerState {
         match result {
             Ok(servable) => {
                 let (drained_tx, drained_rx) = oneshot::channel();
-                let lease = Arc::new(DrainLease { drained_tx: Mutex::new(Some(drained_tx)) });
+                let lease = Arc::new(DrainLease::new(drained_tx));
                 let providers = servable.execution_providers();
                 entry.phase = Phase::Available(ServingVersion { servable, lease });
                 entry.loader = None;

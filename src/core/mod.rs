@@ -5,6 +5,7 @@
 pub mod error;
 pub mod example;
 pub mod extensions;
+pub mod handle;
 pub mod loader;
 pub mod manager;
 #[cfg(test)]
@@ -18,14 +19,14 @@ pub mod tensor;
 
 pub use error::{Code, ServingError, ServingResult};
 pub use extensions::{ExtendedServable, Extensions};
+pub use handle::ServableHandle;
 pub use loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
 pub use manager::{AspiredVersionsManager, ManagerOptions, VersionStatus};
 pub use model_config::{ConfigReloader, ModelConfig, ReloadFuture};
 pub use policy::VersionPolicy;
 pub use secret::Secret;
 pub use servable::{
-    CancelOnDrop, CancelSignal, RunOutputs, RunRequest, Servable, ServableHandle, ServableId, ServableState,
-    VersionRequest,
+    CancelOnDrop, CancelSignal, RunOutputs, RunRequest, Servable, ServableId, ServableState, VersionRequest,
 };
 pub use signature::{SignatureDef, SignatureMap, TensorInfo, DEFAULT_SIGNATURE};
 pub use tensor::{DType, Element, Tensor, TensorData};

@@ -188,18 +188,3 @@ pub trait Servable: Send + Sync + 'static {
         super::extensions::Extensions::empty()
     }
 }
-
-/// A short-lived reference to a loaded version. The version cannot finish unloading while
-/// any handle to it is alive.
-#[derive(Clone)]
-pub struct ServableHandle {
-    pub id: ServableId,
-    pub servable: Arc<dyn Servable>,
-    pub(crate) _lease: Arc<super::manager::DrainLease>,
-}
-
-impl fmt::Debug for ServableHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServableHandle").field("id", &self.id).finish()
-    }
-}

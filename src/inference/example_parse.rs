@@ -13,7 +13,7 @@ pub fn spec_of(signature_name: &str, signature: &SignatureDef) -> ServingResult<
     if let Some(spec) = &signature.example_spec {
         return Ok(spec.clone());
     }
-    ExampleSpec::from_signature(signature).map_err(|why| {
+    spec_from_signature(signature).map_err(|why| {
         ServingError::invalid_argument(format!(
             "signature {signature_name} cannot be fed from tf.Example features: {why}"
         ))
@@ -226,6 +226,41 @@ pub fn examples_to_inputs(input: &ExampleInput, spec: &ExampleSpec) -> ServingRe
         }
     }
     Ok(inputs)
+}
+
+/// Derives the spec that feeds each input of a plain signature from the feature of the
+/// same name (its alias): dtype and per-example shape from the input, every feature
+/// required. Inputs that cannot come from a feature (unknown rank, a dynamic inner
+/// dimension, a type no feature list holds) are an error naming the input.
+fn spec_from_signature(signature: &SignatureDef) -> Result<ExampleSpec, String> {
+    let mut features = Vec::new();
+    for (alias, info) in &signature.inputs {
+        let dtype = match info.dtype {
+            DType::Float | DType::Int64 | DType::String => info.dtype,
+            other => {
+                return Err(format!(
+                    "input '{alias}' is {other}; tf.Example features feed only float, int64 and string inputs"
+                ))
+            }
+        };
+        let Some(dims) = &info.shape else {
+            return Err(format!("input '{alias}' has an unknown rank, so no feature shape follows from it"));
+        };
+        let inner: Vec<i64> = dims.iter().skip(1).copied().collect();
+        if inner.iter().any(|&d| d < 0) {
+            return Err(format!(
+                "input '{alias}' has a dynamic dimension after the batch ({dims:?}); a feature needs fixed ones"
+            ));
+        }
+        features.push(FeatureSpec {
+            key: alias.clone(),
+            dtype,
+            shape: FeatureShape::Fixed(inner),
+            default: None,
+            model_input: Some(info.name.clone()),
+        });
+    }
+    Ok(ExampleSpec { features })
 }
 
 #[cfg(test)]
