@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,7 @@ use crate::core::{AspiredVersionsManager, Loader, Servable, ServableId, ServingR
 
 pub const REQUEST_COUNT: &str = ":tensorflow:serving:request_count";
 pub const REQUEST_LATENCY: &str = ":tensorflow:serving:request_latency";
-pub const RUNTIME_LATENCY: &str = ":tensorflow:serving:runtime_latency";
+pub use crate::runtime::RUNTIME_LATENCY;
 pub const MODEL_LOAD_SECONDS: &str = "onnx_serving_model_load_seconds";
 pub const MODEL_VERSION_STATE: &str = "onnx_serving_model_version_state";
 pub const EXECUTION_PROVIDER: &str = "onnx_serving_execution_provider";
@@ -109,12 +109,6 @@ pub fn record_request(
         metrics::histogram!(REQUEST_LATENCY, "model_name" => model_name.to_string(), "API" => api, "entrypoint" => entrypoint)
             .record(micros);
     }
-}
-
-/// Records one model run.
-pub fn record_runtime(model_name: &str, elapsed: Duration) {
-    metrics::histogram!(RUNTIME_LATENCY, "model_name" => model_name.to_string(), "API" => "Predict", "runtime" => "onnxruntime")
-        .record(elapsed.as_secs_f64() * 1e6);
 }
 
 /// The providers each loaded version reported, so that their gauges drop to 0 when it ends.

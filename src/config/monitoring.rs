@@ -32,7 +32,7 @@ mod tests {
 
     #[test]
     fn tf_servings_own_monitoring_config_parses() {
-        let path = read_file(&crate::config::tfs_testdata("monitoring_config.txt")).expect("parses");
+        let path = read_file(&crate::tfs_testdata("monitoring_config.txt")).expect("parses");
         assert_eq!(path.as_deref(), Some("/monitoring/prometheus/metrics"));
         assert_eq!(
             prometheus_path("prometheus_config { enable: true }").expect("parse").as_deref(),

@@ -23,6 +23,15 @@ pub use providers::{batch_profile_shapes, cuda_provider_options, tensorrt_provid
 pub use session::ProviderFallback;
 pub use worker::OrtServable;
 
+/// TF Serving's histogram of model runs, in microseconds, recorded by the workers.
+pub const RUNTIME_LATENCY: &str = ":tensorflow:serving:runtime_latency";
+
+/// Records one model run.
+fn record_runtime(model_name: &str, elapsed: std::time::Duration) {
+    metrics::histogram!(RUNTIME_LATENCY, "model_name" => model_name.to_string(), "API" => "Predict", "runtime" => "onnxruntime")
+        .record(elapsed.as_secs_f64() * 1e6);
+}
+
 /// The process-wide ONNX Runtime: the loaded library and its one environment.
 pub struct OrtRuntime {
     environment: ort::environment::Environment,

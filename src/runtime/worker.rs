@@ -44,7 +44,7 @@ impl SessionPool {
         };
         let started = Instant::now();
         let result = f(&mut session);
-        crate::observability::record_runtime(&self.model_name, started.elapsed());
+        super::record_runtime(&self.model_name, started.elapsed());
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.push(session);
         }
