@@ -225,7 +225,7 @@ pub struct ServeArgs {
     #[arg(long = "model_version_policy", default_value = "latest", value_parser = parse_version_policy)]
     pub model_version_policy: VersionPolicy,
 
-    /// Platform of the model: onnx or pytorch (tensorflow arrives with the SavedModel converter).
+    /// Platform of the model: onnx, pytorch or tensorflow (a SavedModel, served from its ONNX conversion).
     #[arg(long = "model_platform", default_value = "onnx")]
     pub model_platform: String,
 
