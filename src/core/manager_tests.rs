@@ -1,69 +1,12 @@
 //! Tests of the manager's decisions (without channels) and of draining (with the task).
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
 use super::manager::*;
-use crate::core::{
-    AspiredVersion, AspiredVersionsSink, Loader, RunOutputs, RunRequest, Servable, ServableId, ServableState,
-    ServingError, ServingResult, SignatureMap, SourceAdapter, VersionRequest,
-};
-
-struct EchoServable;
-
-impl Servable for EchoServable {
-    fn signatures(&self) -> &SignatureMap {
-        static EMPTY: std::sync::OnceLock<SignatureMap> = std::sync::OnceLock::new();
-        EMPTY.get_or_init(SignatureMap::new)
-    }
-    fn submit(&self, request: RunRequest) -> oneshot::Receiver<ServingResult<RunOutputs>> {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Ok(request.inputs));
-        rx
-    }
-    fn execution_providers(&self) -> Vec<String> {
-        vec!["CPU".into()]
-    }
-}
-
-/// Fails versions listed in `broken`, and counts load attempts.
-struct FakeAdapter {
-    broken: Vec<i64>,
-    attempts: Arc<AtomicUsize>,
-}
-
-struct FakeLoader {
-    fail: bool,
-    attempts: Arc<AtomicUsize>,
-}
-
-impl Loader for FakeLoader {
-    fn load(&self) -> ServingResult<Arc<dyn Servable>> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        if self.fail {
-            Err(ServingError::invalid_argument("corrupt model"))
-        } else {
-            Ok(Arc::new(EchoServable))
-        }
-    }
-}
-
-impl SourceAdapter for FakeAdapter {
-    fn platform(&self) -> &str {
-        "fake"
-    }
-    fn adapt(&self, id: &ServableId, _path: PathBuf) -> ServingResult<Box<dyn Loader>> {
-        Ok(Box::new(FakeLoader { fail: self.broken.contains(&id.version), attempts: Arc::clone(&self.attempts) }))
-    }
-}
-
-fn aspired(versions: &[i64]) -> Vec<AspiredVersion> {
-    versions.iter().map(|&version| AspiredVersion { version, path: PathBuf::from(format!("/m/{version}")) }).collect()
-}
+use super::testing::{aspired, FakeAdapter};
+use crate::core::{AspiredVersionsSink, ServableState, VersionRequest};
 
 async fn wait_for(manager: &AspiredVersionsManager, name: &str, version: i64, state: ServableState) -> VersionStatus {
     let mut status_rx = manager.subscribe();

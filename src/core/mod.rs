@@ -16,6 +16,8 @@ pub mod secret;
 pub mod servable;
 pub mod signature;
 pub mod tensor;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use error::{Code, ServingError, ServingResult};
 pub use extensions::{ExtendedServable, Extensions};

@@ -5,6 +5,8 @@ pub mod error;
 pub mod model_service;
 pub mod model_spec;
 pub mod prediction_service;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

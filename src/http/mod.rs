@@ -4,6 +4,8 @@ pub mod error;
 pub mod image_upload;
 pub mod model_json;
 pub mod rest;
+#[cfg(test)]
+mod tests;
 pub mod ui;
 
 use std::time::Duration;
