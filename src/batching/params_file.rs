@@ -6,29 +6,37 @@ use std::time::Duration;
 use super::BatchingParameters;
 use crate::core::{ServingError, ServingResult};
 use crate::proto::tensorflow::serving::BatchingParameters as BatchingParametersProto;
-use crate::proto::text_format::parse_text_proto;
+use crate::proto::text_format::{parse_text_proto, read_text_file, TextFormatError};
 
 /// The per-model file read from a version directory with `--enable_per_model_batching_parameters`.
 pub const PER_MODEL_FILE: &str = "batching_params.pbtxt";
 
 const MESSAGE: &str = "tensorflow.serving.BatchingParameters";
 
-fn non_negative(name: &str, value: Option<i64>, default: usize) -> Result<usize, String> {
+fn non_negative(name: &str, value: Option<i64>, default: usize) -> Result<usize, TextFormatError> {
     match value {
         None => Ok(default),
-        Some(v) => usize::try_from(v).map_err(|_| format!("{name} must not be negative; was {v}")),
+        Some(v) => {
+            usize::try_from(v).map_err(|_| TextFormatError::Invalid(format!("{name} must not be negative; was {v}")))
+        }
     }
 }
 
 /// Converts the proto, applying TF Serving's defaults to unset fields.
-pub fn from_proto(proto: &BatchingParametersProto, default_pool_name: &str) -> Result<BatchingParameters, String> {
+pub fn from_proto(
+    proto: &BatchingParametersProto,
+    default_pool_name: &str,
+) -> Result<BatchingParameters, TextFormatError> {
     let defaults = BatchingParameters::default();
     let max_batch_size = non_negative("max_batch_size", proto.max_batch_size, defaults.max_batch_size)?;
     let timeout = non_negative("batch_timeout_micros", proto.batch_timeout_micros, 0)?;
     let allowed_batch_sizes = proto
         .allowed_batch_sizes
         .iter()
-        .map(|&v| usize::try_from(v).map_err(|_| format!("allowed_batch_sizes must not be negative; was {v}")))
+        .map(|&v| {
+            usize::try_from(v)
+                .map_err(|_| TextFormatError::Invalid(format!("allowed_batch_sizes must not be negative; was {v}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(BatchingParameters {
         max_batch_size,
@@ -52,17 +60,17 @@ pub fn from_proto(proto: &BatchingParametersProto, default_pool_name: &str) -> R
 }
 
 /// Parses and validates text-format `BatchingParameters`.
-pub fn parse(text: &str, default_pool_name: &str) -> Result<BatchingParameters, String> {
+pub fn parse(text: &str, default_pool_name: &str) -> Result<BatchingParameters, TextFormatError> {
     let proto: BatchingParametersProto = parse_text_proto(text, MESSAGE)?;
     let params = from_proto(&proto, default_pool_name)?;
-    params.validate().map_err(|e| e.message)?;
+    params.validate().map_err(|e| TextFormatError::Invalid(e.message))?;
     Ok(params)
 }
 
 /// Reads `--batching_parameters_file`.
-pub fn read_file(path: &Path, default_pool_name: &str) -> Result<BatchingParameters, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&text, default_pool_name).map_err(|e| format!("{e} (in {})", path.display()))
+pub fn read_file(path: &Path, default_pool_name: &str) -> Result<BatchingParameters, TextFormatError> {
+    let text = read_text_file(path, None)?;
+    parse(&text, default_pool_name).map_err(|e| e.in_file(path))
 }
 
 /// Reads `<version>/batching_params.pbtxt`; `Ok(None)` when the version has none. A bad
@@ -72,7 +80,7 @@ pub fn read_per_model(version_dir: &Path) -> ServingResult<Option<BatchingParame
     if !path.is_file() {
         return Ok(None);
     }
-    read_file(&path, "batch_threads").map(Some).map_err(ServingError::invalid_argument)
+    read_file(&path, "batch_threads").map(Some).map_err(|e| ServingError::invalid_argument(e.to_string()))
 }
 
 #[cfg(test)]
@@ -114,11 +122,12 @@ mod tests {
 
     #[test]
     fn validation_and_syntax_errors_are_reported() {
-        let error = parse("max_batch_size { value: 16 }\nallowed_batch_sizes: 8", "x").expect_err("last entry");
+        let error =
+            parse("max_batch_size { value: 16 }\nallowed_batch_sizes: 8", "x").expect_err("last entry").to_string();
         assert!(error.contains("Last entry in allowed_batch_sizes must match max_batch_size"), "{error}");
-        let error = parse("max_batch_size { value: -1 }", "x").expect_err("negative");
+        let error = parse("max_batch_size { value: -1 }", "x").expect_err("negative").to_string();
         assert!(error.contains("must not be negative"), "{error}");
-        let error = parse("max_batch_size {", "x").expect_err("syntax");
+        let error = parse("max_batch_size {", "x").expect_err("syntax").to_string();
         assert!(error.starts_with("Error parsing text-format tensorflow.serving.BatchingParameters: 1:"), "{error}");
     }
 

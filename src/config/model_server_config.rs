@@ -7,48 +7,28 @@ use std::path::{Path, PathBuf};
 use crate::core::{ModelConfig, ServingError, ServingResult, VersionPolicy};
 use crate::proto::tensorflow::serving::file_system_storage_path_source_config::servable_version_policy::PolicyChoice;
 use crate::proto::tensorflow::serving::{model_server_config, ModelConfigList, ModelServerConfig};
-use crate::proto::text_format::parse_text_proto;
+use crate::proto::text_format::{parse_text_proto, read_text_file, TextFormatError};
 
 /// The message name in text-format errors.
 pub const MODEL_SERVER_CONFIG: &str = "tensorflow.serving.ModelServerConfig";
 
-/// Why a `--model_config_file` was not applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigFileError {
-    /// The file cannot be read (TF Serving: NOT_FOUND).
-    Unreadable(String),
-    /// The text does not parse: `Error parsing text-format ...: <line>:<col>: <msg>`.
-    Syntax(String),
-    /// It parses but a model entry is invalid.
-    Invalid(String),
-}
-
-impl std::fmt::Display for ConfigFileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigFileError::Unreadable(m) | ConfigFileError::Syntax(m) | ConfigFileError::Invalid(m) => f.write_str(m),
-        }
-    }
-}
-
 /// Parses a text-format `ModelServerConfig` into model configs.
-pub fn parse_model_config_text(text: &str, working_dir: &Path) -> Result<Vec<ModelConfig>, ConfigFileError> {
-    let config: ModelServerConfig = parse_text_proto(text, MODEL_SERVER_CONFIG).map_err(ConfigFileError::Syntax)?;
+pub fn parse_model_config_text(text: &str, working_dir: &Path) -> Result<Vec<ModelConfig>, TextFormatError> {
+    let config: ModelServerConfig = parse_text_proto(text, MODEL_SERVER_CONFIG)?;
     let list = match &config.config {
         Some(model_server_config::Config::ModelConfigList(list)) => list,
         Some(model_server_config::Config::CustomModelConfig(_)) => {
-            return Err(ConfigFileError::Invalid("custom_model_config is not supported; use model_config_list".into()))
+            return Err(TextFormatError::Invalid("custom_model_config is not supported; use model_config_list".into()))
         }
         None => return Ok(Vec::new()),
     };
-    model_configs(list, working_dir).map_err(|e| ConfigFileError::Invalid(e.message))
+    model_configs(list, working_dir).map_err(|e| TextFormatError::Invalid(e.message))
 }
 
 /// Reads `--model_config_file`. Relative base paths resolve against `working_dir` (the
 /// server's working directory), as for `--model_base_path`.
-pub fn read_model_config_file(path: &Path, working_dir: &Path) -> Result<Vec<ModelConfig>, ConfigFileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigFileError::Unreadable(format!("cannot read --model_config_file {}: {e}", path.display())))?;
+pub fn read_model_config_file(path: &Path, working_dir: &Path) -> Result<Vec<ModelConfig>, TextFormatError> {
+    let text = read_text_file(path, Some("--model_config_file"))?;
     parse_model_config_text(&text, working_dir)
 }
 
@@ -192,7 +172,8 @@ mod tests {
         let bad =
             read_model_config_file(&crate::tfs_testdata("bad_model_config.txt"), Path::new("/")).expect_err("bad");
         match bad {
-            ConfigFileError::Syntax(message) => {
+            TextFormatError::Syntax { .. } => {
+                let message = bad.to_string();
                 assert!(
                     message.starts_with("Error parsing text-format tensorflow.serving.ModelServerConfig: 1:"),
                     "{message}"

@@ -3,13 +3,13 @@
 use std::path::Path;
 
 use crate::proto::tensorflow::serving::MonitoringConfig;
-use crate::proto::text_format::parse_text_proto;
+use crate::proto::text_format::{parse_text_proto, read_text_file, TextFormatError};
 
 /// The Prometheus path when the config leaves it empty.
 pub const DEFAULT_PROMETHEUS_PATH: &str = "/monitoring/prometheus/metrics";
 
 /// Returns the path to serve Prometheus metrics at, or `None` when it is not enabled.
-pub fn prometheus_path(text: &str) -> Result<Option<String>, String> {
+pub fn prometheus_path(text: &str) -> Result<Option<String>, TextFormatError> {
     let config: MonitoringConfig = parse_text_proto(text, "tensorflow.serving.MonitoringConfig")?;
     Ok(config.prometheus_config.filter(|p| p.enable).map(|p| {
         if p.path.is_empty() {
@@ -21,8 +21,8 @@ pub fn prometheus_path(text: &str) -> Result<Option<String>, String> {
 }
 
 /// Reads `--monitoring_config_file`.
-pub fn read_file(path: &Path) -> Result<Option<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn read_file(path: &Path) -> Result<Option<String>, TextFormatError> {
+    let text = read_text_file(path, Some("--monitoring_config_file"))?;
     prometheus_path(&text)
 }
 
@@ -39,6 +39,6 @@ mod tests {
             Some(DEFAULT_PROMETHEUS_PATH)
         );
         assert_eq!(prometheus_path("prometheus_config { enable: false path: \"/m\" }").expect("parse"), None);
-        assert!(prometheus_path("prometheus_config { enabled: true }").expect_err("typo").contains("1:"));
+        assert!(prometheus_path("prometheus_config { enabled: true }").expect_err("typo").to_string().contains("1:"));
     }
 }

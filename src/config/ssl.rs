@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::proto::tensorflow::serving::SslConfig;
-use crate::proto::text_format::parse_text_proto;
+use crate::proto::text_format::{parse_text_proto, read_text_file, TextFormatError};
 
 /// The PEM contents an `SSLConfig` gives, validated.
 #[derive(Clone, PartialEq, Eq)]
@@ -28,13 +28,15 @@ impl std::fmt::Debug for SslSettings {
 
 /// Parses an `SSLConfig`: PEM contents of the server key and certificate, an optional CA
 /// for client certificates, and whether clients must present one (`client_verify`).
-pub fn parse(text: &str) -> Result<SslSettings, String> {
+pub fn parse(text: &str) -> Result<SslSettings, TextFormatError> {
     let config: SslConfig = parse_text_proto(text, "tensorflow.serving.SSLConfig")?;
     if config.server_key.trim().is_empty() || config.server_cert.trim().is_empty() {
-        return Err("SSLConfig needs server_key and server_cert (PEM contents)".into());
+        return Err(TextFormatError::Invalid("SSLConfig needs server_key and server_cert (PEM contents)".into()));
     }
     if config.client_verify && config.custom_ca.trim().is_empty() {
-        return Err("SSLConfig client_verify needs custom_ca, the CA that signs client certificates".into());
+        return Err(TextFormatError::Invalid(
+            "SSLConfig client_verify needs custom_ca, the CA that signs client certificates".into(),
+        ));
     }
     Ok(SslSettings {
         server_cert_pem: config.server_cert,
@@ -45,10 +47,9 @@ pub fn parse(text: &str) -> Result<SslSettings, String> {
 }
 
 /// Reads `--ssl_config_file`.
-pub fn read_file(path: &Path) -> Result<SslSettings, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read --ssl_config_file {}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("{e} (in {})", path.display()))
+pub fn read_file(path: &Path) -> Result<SslSettings, TextFormatError> {
+    let text = read_text_file(path, Some("--ssl_config_file"))?;
+    parse(&text).map_err(|e| e.in_file(path))
 }
 
 #[cfg(test)]
@@ -63,12 +64,14 @@ mod tests {
             (tls.server_key_pem.as_str(), tls.client_ca_pem.as_deref(), tls.client_verify),
             ("KEY", Some("CA"), true)
         );
-        assert!(parse("server_cert: \"CERT\"").expect_err("no key").contains("server_key"));
+        assert!(parse("server_cert: \"CERT\"").expect_err("no key").to_string().contains("server_key"));
         assert!(parse("server_key: \"K\" server_cert: \"C\" client_verify: true")
             .expect_err("no ca")
+            .to_string()
             .contains("custom_ca"));
         assert!(parse("server_kee: \"K\"")
             .expect_err("typo")
+            .to_string()
             .starts_with("Error parsing text-format tensorflow.serving.SSLConfig"));
     }
 }

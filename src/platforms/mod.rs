@@ -11,6 +11,14 @@ use std::sync::Arc;
 
 use crate::core::SourceAdapter;
 
+/// A model names a platform no adapter is registered for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown model platform `{platform}`; known platforms: {}", known.join(", "))]
+pub struct UnknownPlatform {
+    pub platform: String,
+    pub known: Vec<String>,
+}
+
 /// Builds the adapter of one platform.
 pub type AdapterFactory = Arc<dyn Fn() -> Arc<dyn SourceAdapter> + Send + Sync>;
 
@@ -26,12 +34,10 @@ impl PlatformRegistry {
     }
 
     /// Returns the adapter for `platform`, or an error that lists the known platforms.
-    pub fn adapter(&self, platform: &str) -> Result<Arc<dyn SourceAdapter>, String> {
+    pub fn adapter(&self, platform: &str) -> Result<Arc<dyn SourceAdapter>, UnknownPlatform> {
         match self.factories.get(platform) {
             Some(factory) => Ok(factory()),
-            None => {
-                Err(format!("unknown model platform `{platform}`; known platforms: {}", self.platforms().join(", ")))
-            }
+            None => Err(UnknownPlatform { platform: platform.to_string(), known: self.platforms() }),
         }
     }
 
@@ -65,6 +71,6 @@ mod tests {
         registry.register("pytorch", Arc::new(|| Arc::new(FakeAdapter) as Arc<dyn SourceAdapter>));
         assert!(registry.adapter("onnx").is_ok());
         let error = registry.adapter("caffe").err().expect("unknown");
-        assert_eq!(error, "unknown model platform `caffe`; known platforms: onnx, pytorch");
+        assert_eq!(error.to_string(), "unknown model platform `caffe`; known platforms: onnx, pytorch");
     }
 }

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use crate::codec::image::plan::{ImageOptions, Labels, ResizeMode};
 use crate::core::{DType, ServingError, ServingResult};
 use crate::proto::onnx_serving as pb;
-use crate::proto::text_format::parse_text_proto;
+use crate::proto::text_format::{parse_text_proto, TextFormatError};
 use crate::runtime::options::{CpuSettings, CudaSettings, ExecutionSettings, TensorRtSettings};
 
 /// The file name, in a version directory or in the model's base path.
@@ -55,9 +55,9 @@ pub fn read_for_version(version_dir: &Path) -> ServingResult<VersionOptions> {
 }
 
 /// Parses the text of an options file; `base` resolves relative paths.
-pub fn parse(text: &str, base: &Path) -> Result<VersionOptions, String> {
+pub fn parse(text: &str, base: &Path) -> Result<VersionOptions, TextFormatError> {
     let proto: pb::ModelOptions = parse_text_proto(text, MESSAGE)?;
-    from_proto(proto, base)
+    from_proto(proto, base).map_err(TextFormatError::Invalid)
 }
 
 fn choice<T: FromStr<Err = String>>(field: &str, value: &str) -> Result<Option<T>, String> {
@@ -300,16 +300,16 @@ mod tests {
 
     #[test]
     fn unknown_keys_list_the_known_ones() {
-        let error = parse("execution { cuda { devcie_id: 1 } }", Path::new("/")).expect_err("typo");
+        let error = parse("execution { cuda { devcie_id: 1 } }", Path::new("/")).expect_err("typo").to_string();
         assert!(error.contains("devcie_id"), "{error}");
         assert!(error.contains("known fields of onnx_serving.CudaOptions: device_id, gpu_mem_limit"), "{error}");
-        let error = parse("bogus: 1", Path::new("/")).expect_err("unknown");
+        let error = parse("bogus: 1", Path::new("/")).expect_err("unknown").to_string();
         assert!(error.contains("input_aliases, output_aliases, image, labels, execution"), "{error}");
     }
 
     #[test]
     fn bad_values_are_named() {
-        let error = |text: &str| parse(text, Path::new("/nonexistent")).expect_err(text);
+        let error = |text: &str| parse(text, Path::new("/nonexistent")).expect_err(text).to_string();
         assert!(error(r#"image { resize: "fit" }"#).contains("image.resize: unknown resize mode `fit`"));
         assert!(error(r#"image { std: 0 }"#).contains("image.std must not be 0"));
         assert!(error(r#"image { mean: [1, 2, 3, 4] }"#).contains("image.mean has 4 values"));

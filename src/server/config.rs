@@ -4,17 +4,43 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
 use tracing::{info, warn};
 
 use crate::auth::Credentials;
 use crate::batching::BatchingParameters;
-use crate::config::model_server_config::{read_model_config_file, ConfigFileError};
+use crate::config::model_server_config::read_model_config_file;
 use crate::config::ServeArgs;
 use crate::core::Secret;
 use crate::core::{ManagerOptions, ModelConfig};
 use crate::grpc::GrpcOptions;
+use crate::proto::text_format::TextFormatError;
 use crate::runtime::{ExecutionProviderKind, SessionOptions};
+
+/// Why the flags and the files they name do not make a server configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag's value, or a combination of flags, is not allowed.
+    #[error("{0}")]
+    Flags(String),
+    /// A config file cannot be read or holds a bad value.
+    #[error(transparent)]
+    File(#[from] TextFormatError),
+    /// `--model_config_file` is not text-format protobuf (the parse error goes to stderr first).
+    #[error("Invalid protobuf file: '{}'", path.display())]
+    InvalidProtobufFile {
+        path: PathBuf,
+        #[source]
+        source: TextFormatError,
+    },
+    #[error("cannot read --auth_password_file {}: {source}", path.display())]
+    PasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot resolve the working directory: {0}")]
+    WorkingDir(#[source] std::io::Error),
+}
 
 /// Everything the server needs, validated.
 #[derive(Debug, Clone)]
@@ -99,17 +125,17 @@ impl ServerConfig {
     }
 
     /// Validates the `serve` flags.
-    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let working_dir = std::env::current_dir().context("cannot resolve the working directory")?;
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let working_dir = std::env::current_dir().map_err(ConfigError::WorkingDir)?;
         let models = match (&args.model_config_file, &args.model_base_path) {
             (Some(path), _) => match read_model_config_file(path, &working_dir) {
                 Ok(models) => models,
-                Err(ConfigFileError::Syntax(message)) => {
+                Err(error) if error.is_syntax() => {
                     // NOTE: tooling greps stderr for this line, as TF Serving prints it.
-                    eprintln!("{message}");
-                    bail!("Invalid protobuf file: '{}'", path.display());
+                    eprintln!("{error}");
+                    return Err(ConfigError::InvalidProtobufFile { path: path.clone(), source: error });
                 }
-                Err(error) => bail!("{error}"),
+                Err(error) => return Err(error.into()),
             },
             (None, Some(base_path)) => vec![ModelConfig {
                 name: args.model_name.clone(),
@@ -118,29 +144,36 @@ impl ServerConfig {
                 policy: args.model_version_policy.clone(),
                 labels: Default::default(),
             }],
-            (None, None) => bail!(
-                "Both server_options.model_base_path and server_options.model_config_file are empty! \
+            (None, None) => {
+                return Err(ConfigError::Flags(
+                    "Both server_options.model_base_path and server_options.model_config_file are empty! \
                  (give --model_base_path, the directory that holds the numeric version directories, \
                  or --model_config_file)"
-            ),
+                        .into(),
+                ))
+            }
         };
         let execution_providers = args
             .execution_providers
             .iter()
             .filter(|name| !name.trim().is_empty())
-            .map(|name| name.parse::<ExecutionProviderKind>().map_err(|e| anyhow!("--execution_providers: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|name| {
+                name.parse::<ExecutionProviderKind>()
+                    .map_err(|e| ConfigError::Flags(format!("--execution_providers: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let require_provider = match args.require_execution_provider.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(name) => {
-                Some(name.parse::<ExecutionProviderKind>().map_err(|e| anyhow!("--require_execution_provider: {e}"))?)
-            }
+            Some(name) => Some(
+                name.parse::<ExecutionProviderKind>()
+                    .map_err(|e| ConfigError::Flags(format!("--require_execution_provider: {e}")))?,
+            ),
         };
         if !(0.0..=1.0).contains(&args.per_process_gpu_memory_fraction) {
-            bail!(
+            return Err(ConfigError::Flags(format!(
                 "--per_process_gpu_memory_fraction must be between 0 and 1; was {}",
                 args.per_process_gpu_memory_fraction
-            );
+            )));
         }
         let rest_api_address = match args.rest_api_address {
             Some(address) => Some(address),
@@ -154,15 +187,18 @@ impl ServerConfig {
         };
         if let (Some(rest), Some(grpc)) = (rest_api_address, grpc_address) {
             if rest.port() != 0 && rest == grpc {
-                bail!("--rest_api_port and --port must differ (both are {})", rest.port());
+                return Err(ConfigError::Flags(format!(
+                    "--rest_api_port and --port must differ (both are {})",
+                    rest.port()
+                )));
             }
         }
         if args.batching_parameters_file.is_some() && !args.enable_batching {
-            bail!("server_options.batching_parameters_file is set without setting server_options.enable_batching to true.");
+            return Err(ConfigError::Flags("server_options.batching_parameters_file is set without setting server_options.enable_batching to true.".into()));
         }
         let batching = if args.enable_batching {
             let global = match &args.batching_parameters_file {
-                Some(path) => crate::batching::params_file::read_file(path, "batch_threads").map_err(|e| anyhow!(e))?,
+                Some(path) => crate::batching::params_file::read_file(path, "batch_threads")?,
                 None => {
                     BatchingParameters { thread_pool_name: "model_server_batch_threads".into(), ..Default::default() }
                 }
@@ -172,11 +208,13 @@ impl ServerConfig {
             None
         };
         let prometheus_path = match &args.monitoring_config_file {
-            Some(path) => crate::config::monitoring::read_file(path).map_err(|e| anyhow!(e))?,
+            Some(path) => crate::config::monitoring::read_file(path)?,
             None => None,
         };
         if prometheus_path.is_some() && rest_api_address.is_none() {
-            bail!("--monitoring_config_file needs the REST API (--rest_api_port), which serves the metrics");
+            return Err(ConfigError::Flags(
+                "--monitoring_config_file needs the REST API (--rest_api_port), which serves the metrics".into(),
+            ));
         }
         let mut grpc = GrpcOptions {
             max_receive_message_bytes: args.grpc_max_message_bytes,
@@ -184,7 +222,7 @@ impl ServerConfig {
             enable_health_service: args.enable_grpc_healthcheck_service,
             tls: match &args.ssl_config_file {
                 Some(path) => {
-                    let ssl = crate::config::ssl::read_file(path).map_err(|e| anyhow!(e))?;
+                    let ssl = crate::config::ssl::read_file(path)?;
                     Some(crate::grpc::GrpcTls {
                         server_cert_pem: ssl.server_cert_pem,
                         server_key_pem: ssl.server_key_pem,
@@ -197,7 +235,7 @@ impl ServerConfig {
             ..GrpcOptions::default()
         };
         if let Some(arguments) = &args.grpc_channel_arguments {
-            let ignored = grpc.apply_channel_arguments(arguments).map_err(|e| anyhow!(e))?;
+            let ignored = grpc.apply_channel_arguments(arguments).map_err(ConfigError::Flags)?;
             for key in ignored {
                 info!(argument = %key, "gRPC channel argument has no tonic equivalent, ignored");
             }
@@ -267,13 +305,13 @@ impl ServerConfig {
             rest_tls: match (&args.rest_ssl_cert_file, &args.rest_ssl_key_file) {
                 (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
                 (None, None) => None,
-                _ => bail!("--rest_ssl_cert_file and --rest_ssl_key_file go together"),
+                _ => return Err(ConfigError::Flags("--rest_ssl_cert_file and --rest_ssl_key_file go together".into())),
             },
         })
     }
 }
 
-fn credentials_from_args(args: &ServeArgs) -> anyhow::Result<Option<Credentials>> {
+fn credentials_from_args(args: &ServeArgs) -> Result<Option<Credentials>, ConfigError> {
     if !args.enable_auth {
         if args.auth_username.is_some() || args.auth_password.is_some() || args.auth_password_file.is_some() {
             warn!("--auth_* flags are ignored without --enable_auth");
@@ -281,20 +319,24 @@ fn credentials_from_args(args: &ServeArgs) -> anyhow::Result<Option<Credentials>
         return Ok(None);
     }
     let Some(username) = args.auth_username.clone().filter(|u| !u.is_empty()) else {
-        bail!("--enable_auth needs --auth_username");
+        return Err(ConfigError::Flags("--enable_auth needs --auth_username".into()));
     };
     let password = match (&args.auth_password, &args.auth_password_file) {
         (Some(password), None) => password.clone(),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --auth_password_file {}", path.display()))?;
+                .map_err(|source| ConfigError::PasswordFile { path: path.clone(), source })?;
             Secret(text.lines().next().unwrap_or_default().to_string())
         }
-        (Some(_), Some(_)) => bail!("give --auth_password or --auth_password_file, not both"),
-        (None, None) => bail!("--enable_auth needs --auth_password or --auth_password_file"),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Flags("give --auth_password or --auth_password_file, not both".into()))
+        }
+        (None, None) => {
+            return Err(ConfigError::Flags("--enable_auth needs --auth_password or --auth_password_file".into()))
+        }
     };
     if password.0.is_empty() {
-        bail!("--enable_auth needs a non-empty password");
+        return Err(ConfigError::Flags("--enable_auth needs a non-empty password".into()));
     }
     Ok(Some(Credentials { username, password }))
 }

@@ -26,7 +26,7 @@ use crate::sources::FileSystemSource;
 use server_core::{failure_list, poll_model_config_file, watched, ServerCore, SharedCore};
 
 pub use crate::core::ModelConfig;
-pub use config::{BatchingConfig, ServerConfig};
+pub use config::{BatchingConfig, ConfigError, ServerConfig};
 /// Returns the registry with every built-in platform.
 pub fn builtin_platforms(
     runtime: &'static OrtRuntime,
