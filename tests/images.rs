@@ -299,3 +299,33 @@ async fn a_labels_file_adds_the_top_classes_to_image_responses() {
     assert!(body.get("labels").is_none() && body["predictions"][0].as_array().map(Vec::len) == Some(10), "{body}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn image_options_and_labels_apply_on_the_tensorflow_platform() {
+    // The fixture's SavedModel answers the mean of each channel of its float [-1, 4, 4, 3]
+    // `images`; served from its committed conversion, so no TensorFlow is needed.
+    let base = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&repo_path("tests/fixtures/image_savedmodel"), base.path());
+    std::fs::write(base.path().join("labels.txt"), "blue\ngreen\nred\n").expect("labels");
+    std::fs::write(
+        base.path().join("model_options.pbtxt"),
+        "image { color: \"bgr\" scale: \"0..255\" }\nlabels { file: \"labels.txt\" top_k: 1 }\n",
+    )
+    .expect("options");
+    let mut config = common::test_config(&[("colors", base.path().to_path_buf())]);
+    config.models[0].platform = "tensorflow".into();
+    let server = onnx_serving::server::start(config).await.expect("server starts");
+    let rgb = [10u8, 20, 200];
+    let image = image::RgbImage::from_fn(4, 4, |_, _| image::Rgb(rgb));
+    let png = encode(image::DynamicImage::ImageRgb8(image), image::ImageFormat::Png);
+    let form = Form::new().part("image", png_part(png));
+    let url = format!("{}/v1/models/colors:predict", base_url(&server));
+    let (status, body) = json_of(reqwest::Client::new().post(&url).multipart(form).send().await.expect("send")).await;
+    assert_eq!(status, 200, "{body}");
+    // BGR order and 0..255 pixels, as the options ask (RGB 0..1 if they were ignored).
+    let scores: Vec<f64> = serde_json::from_value(body["predictions"][0].clone()).expect("scores");
+    let want = [f64::from(rgb[2]), f64::from(rgb[1]), f64::from(rgb[0])];
+    assert!(scores.iter().zip(want).all(|(got, want)| (got - want).abs() < 1e-4), "{body}");
+    assert_eq!(body["labels"], json!([[{"label": "blue", "index": 0, "score": want[0]}]]), "{body}");
+    server.shutdown().await;
+}
