@@ -7,6 +7,7 @@ pub mod model_spec;
 pub mod prediction_service;
 #[cfg(test)]
 mod tests;
+pub mod unix_socket;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -199,7 +199,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         info!("Running gRPC ModelServer at unix:{} ...", path.display());
         println!("Running gRPC ModelServer at unix:{} ...", path.display());
         let router = crate::grpc::router(grpc_state.clone(), &config.grpc, health.clone()).map_err(|e| anyhow!(e))?;
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let incoming = crate::grpc::unix_socket::incoming(listener);
         let token = shutdown.clone();
         let socket_path = path.clone();
         tasks.spawn(async move {

@@ -190,3 +190,31 @@ def test_model_service_status_and_reload(pb, channel):
     x.tensor_shape.dim.add(size=3)
     x.float_val.extend([1.0, 2.0, 5.0])
     assert list(predict.Predict(request, timeout=5.0).outputs["y"].float_val) == [2.5, 3.0, 4.5]
+
+
+def test_a_unix_socket_serves_grpcio_with_its_default_authority(pb, tmp_path):
+    # NOTE: grpcio sends the socket's path as :authority, which HTTP/2 servers refuse unless
+    # the server rewrites it; TF Serving's users connect exactly like this.
+    socket = tmp_path / "tf-serving.sock"
+    args = [
+        "--model_name=mnist",
+        f"--model_base_path={ROOT / 'models' / 'mnist_onnx'}",
+        "--port=0",
+        f"--grpc_socket_path={socket}",
+        "--rest_api_port=0",
+        "--intra_op_threads=1",
+    ]
+    with serve(args, "Running gRPC ModelServer at ") as address:
+        assert address == f"unix:{socket}"
+        with grpc.insecure_channel(address) as channel:
+            stub = pb.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = pb.predict_pb2.PredictRequest()
+            request.model_spec.name = "mnist"
+            request.inputs["images"].CopyFrom(image_proto(pb, np.ones(784, dtype=np.float32)))
+            for _ in range(3):
+                scores = stub.Predict(request, timeout=5.0).outputs["scores"].float_val
+                assert len(scores) == 10 and abs(sum(scores) - 1.0) < 1e-4
+            status = pb.model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+                pb.get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "mnist"}), timeout=5.0
+            )
+            assert status.model_version_status[0].version == 2
