@@ -400,3 +400,37 @@ fn onnx_serving_convert_writes_a_conversion_the_server_uses() {
     assert_eq!(spec["features"][1]["default"], json!([0.0]));
     assert_eq!(spec["features"][1]["used"], false);
 }
+
+#[tokio::test]
+async fn tf_servings_command_line_needs_no_platform_flag() {
+    // TF Serving's own form: no --model_platform. The version directory decides.
+    let args = ["--model_name=default", "--conversion_python=/nonexistent", "--max_num_load_retries=0"];
+    let tf_base = format!("--model_base_path={}", repo_path("models/half_plus_two_tf").display());
+    let server = ServerProcess::start_logged(&[args[0], args[1], args[2], tf_base.as_str()], &[]);
+    check_half_plus_two_rest(&server, "default").await;
+    let detected = server.log_lines_with("model platform detected");
+    assert!(
+        detected.iter().any(|l| l.contains("platform=\"tensorflow\"") || l.contains("platform=tensorflow")),
+        "{detected:?}"
+    );
+    assert!(detected.iter().any(|l| l.contains("saved_model.pb is a SavedModel")), "{detected:?}");
+    drop(server);
+
+    let onnx_base = format!("--model_base_path={}", repo_path("models/half_plus_two").display());
+    let server = ServerProcess::start_logged(&[args[0], args[2], onnx_base.as_str()], &[]);
+    let (status, body) = post(&server, "/v1/models/default:predict", json!({"instances": [1.0, 2.0, 5.0]})).await;
+    assert_eq!((status, body), (200, json!({"predictions": [2.5, 3.0, 4.5]})));
+    assert!(server.log_lines_with("is an ONNX model").len() == 1, "{:?}", server.log_lines_with("platform"));
+
+    // A directory of neither kind ends with a message that says what to do.
+    let empty = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(empty.path().join("1")).expect("mkdir");
+    // NOTE: not empty, as an empty version directory is not aspired yet.
+    std::fs::write(empty.path().join("1/README.txt"), "a model goes here").expect("write");
+    let (code, output) = run_to_exit(
+        &["--model_name=m", "--max_num_load_retries=0", &format!("--model_base_path={}", empty.path().display())],
+        &[],
+    );
+    assert_eq!(code, Some(255), "{output}");
+    assert!(output.contains("cannot tell the platform of") && output.contains("--model_platform"), "{output}");
+}

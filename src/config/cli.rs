@@ -225,8 +225,9 @@ pub struct ServeArgs {
     #[arg(long = "model_version_policy", default_value = "latest", value_parser = parse_version_policy)]
     pub model_version_policy: VersionPolicy,
 
-    /// Platform of the model: onnx, pytorch or tensorflow (a SavedModel, served from its ONNX conversion).
-    #[arg(long = "model_platform", default_value = "onnx")]
+    /// Platform of the model: onnx, pytorch or tensorflow. Without it (as TF Serving is run),
+    /// each version directory decides: saved_model.pb is tensorflow, an .onnx file is onnx.
+    #[arg(long = "model_platform", default_value = "")]
     pub model_platform: String,
 
     /// Seconds between polls of the base path; events from the file system trigger scans

@@ -14,7 +14,8 @@ use super::policy::VersionPolicy;
 pub struct ModelConfig {
     pub name: String,
     pub base_path: PathBuf,
-    /// The platform whose SourceAdapter loads the versions (`onnx`, `pytorch`, ...).
+    /// The platform whose SourceAdapter loads the versions (`onnx`, `pytorch`, ...); empty
+    /// detects it from each version directory.
     pub platform: String,
     pub policy: VersionPolicy,
     /// Version labels (`stable`, `canary`, ...) to version numbers.

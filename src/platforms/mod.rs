@@ -1,5 +1,6 @@
 //! The platform registry: a platform name maps to the factory of its SourceAdapter.
 
+pub mod detect;
 pub mod onnx;
 pub mod onnx_graph;
 pub mod resolve;
@@ -34,7 +35,11 @@ impl PlatformRegistry {
     }
 
     /// Returns the adapter for `platform`, or an error that lists the known platforms.
+    /// The empty name (`detect::DETECT`) gives the adapter that detects each version's platform.
     pub fn adapter(&self, platform: &str) -> Result<Arc<dyn SourceAdapter>, UnknownPlatform> {
+        if platform == detect::DETECT {
+            return Ok(Arc::new(detect::DetectingAdapter::new(self.clone())));
+        }
         match self.factories.get(platform) {
             Some(factory) => Ok(factory()),
             None => Err(UnknownPlatform { platform: platform.to_string(), known: self.platforms() }),
