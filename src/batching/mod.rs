@@ -7,7 +7,7 @@ pub mod params;
 pub mod params_file;
 pub mod queue;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::core::{
-    CancelSignal, Loader, RunOutputs, RunRequest, Servable, ServableId, ServingError, ServingResult, SignatureMap,
-    SourceAdapter,
+    CancelSignal, LoadDecorator, Loader, RunOutputs, RunRequest, Servable, ServableId, ServingError, ServingResult,
+    SignatureMap,
 };
 use merge::{concat_rows, rows, split_rows};
 pub use params::BatchingParameters;
@@ -289,52 +289,26 @@ fn merged_request(batch: &Batch, pad_variable_length: bool) -> ServingResult<Run
     })
 }
 
-/// A SourceAdapter decorator that wraps every loaded version with a batcher.
-pub struct BatchingAdapter {
-    inner: Arc<dyn SourceAdapter>,
+/// Wraps every loaded version with a batcher (a `LoadDecorator`).
+pub struct BatchingDecorator {
     global: BatchingParameters,
     per_model_files: bool,
 }
 
-impl BatchingAdapter {
+impl BatchingDecorator {
     /// With `per_model_files` (`--enable_per_model_batching_parameters`),
     /// `<version>/batching_params.pbtxt` replaces `global` for that version.
-    pub fn new(inner: Arc<dyn SourceAdapter>, global: BatchingParameters, per_model_files: bool) -> Self {
-        Self { inner, global, per_model_files }
+    pub fn new(global: BatchingParameters, per_model_files: bool) -> Self {
+        Self { global, per_model_files }
     }
 }
 
-impl SourceAdapter for BatchingAdapter {
-    fn platform(&self) -> &str {
-        self.inner.platform()
-    }
-
-    fn adapt(&self, id: &ServableId, path: PathBuf) -> ServingResult<Box<dyn Loader>> {
-        let inner = self.inner.adapt(id, path.clone())?;
-        Ok(Box::new(BatchingLoader {
-            id: id.clone(),
-            path,
-            inner,
-            global: self.global.clone(),
-            per_model_files: self.per_model_files,
-        }))
-    }
-}
-
-struct BatchingLoader {
-    id: ServableId,
-    path: PathBuf,
-    inner: Box<dyn Loader>,
-    global: BatchingParameters,
-    per_model_files: bool,
-}
-
-impl Loader for BatchingLoader {
-    fn load(&self) -> ServingResult<Arc<dyn Servable>> {
-        let per_model = if self.per_model_files { params_file::read_per_model(&self.path)? } else { None };
+impl LoadDecorator for BatchingDecorator {
+    fn load(&self, id: &ServableId, path: &Path, inner: &dyn Loader) -> ServingResult<Arc<dyn Servable>> {
+        let per_model = if self.per_model_files { params_file::read_per_model(path)? } else { None };
         let params = per_model.unwrap_or_else(|| self.global.clone());
         params.validate()?;
-        let servable = self.inner.load()?;
-        BatchingServable::wrap(&self.id, servable, params)
+        let servable = inner.load()?;
+        BatchingServable::wrap(id, servable, params)
     }
 }

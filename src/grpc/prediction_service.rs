@@ -23,7 +23,7 @@ const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.Exe
 use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
 use crate::core::{ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
 use crate::inference::predict;
-use crate::observability::record_request;
+use crate::observability::account;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
 use crate::proto::tensorflow::serving::{
     inference_result, ClassificationRequest, ClassificationResponse, GetModelMetadataRequest, GetModelMetadataResponse,
@@ -251,13 +251,11 @@ fn model_name(spec: Option<&crate::proto::tensorflow::serving::ModelSpec>) -> St
 #[tonic::async_trait]
 impl PredictionService for PredictionServiceImpl {
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
-        let started = Instant::now();
         let deadline = deadline(request.metadata());
         let request = request.into_inner();
         let model = model_name(request.model_spec.as_ref());
         let span = tracing::info_span!("grpc_predict", model = %model, version = tracing::field::Empty);
-        let result = self.predict_request(request, deadline).instrument(span).await;
-        record_request(&model, "Predict", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        let result = account(&model, "Predict", "GRPC", self.predict_request(request, deadline).instrument(span)).await;
         result.map(Response::new).map_err(to_status)
     }
 
@@ -272,24 +270,21 @@ impl PredictionService for PredictionServiceImpl {
         &self,
         request: Request<ClassificationRequest>,
     ) -> Result<Response<ClassificationResponse>, Status> {
-        let started = Instant::now();
         let deadline = deadline(request.metadata());
         let request = request.into_inner();
         let model = model_name(request.model_spec.as_ref());
         let span = tracing::info_span!("grpc_classify", model = %model);
-        let result = self.classify_request(request, deadline).instrument(span).await;
-        record_request(&model, "Classify", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        let result =
+            account(&model, "Classify", "GRPC", self.classify_request(request, deadline).instrument(span)).await;
         result.map(Response::new).map_err(to_status)
     }
 
     async fn regress(&self, request: Request<RegressionRequest>) -> Result<Response<RegressionResponse>, Status> {
-        let started = Instant::now();
         let deadline = deadline(request.metadata());
         let request = request.into_inner();
         let model = model_name(request.model_spec.as_ref());
         let span = tracing::info_span!("grpc_regress", model = %model);
-        let result = self.regress_request(request, deadline).instrument(span).await;
-        record_request(&model, "Regress", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        let result = account(&model, "Regress", "GRPC", self.regress_request(request, deadline).instrument(span)).await;
         result.map(Response::new).map_err(to_status)
     }
 
