@@ -22,7 +22,7 @@ pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
 const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
 use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
 use crate::core::{ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
-use crate::inference::predict;
+use crate::inference::{inline_or_blocking, predict};
 use crate::observability::account;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
 use crate::proto::tensorflow::serving::{
@@ -235,13 +235,8 @@ async fn decode_inputs(inputs: BTreeMap<String, TensorProto>) -> ServingResult<B
             .map(|(alias, proto)| decode_tensor(&alias, proto).map(|tensor| (alias, tensor)))
             .collect::<ServingResult<BTreeMap<_, _>>>()
     };
-    let values: usize = inputs.values().map(typed_len).sum();
-    if values <= INLINE_DECODE_VALUES {
-        return decode_all(inputs);
-    }
-    tokio::task::spawn_blocking(move || decode_all(inputs))
-        .await
-        .map_err(|e| ServingError::internal(format!("request decoding failed: {e}")))?
+    let inline = inputs.values().map(typed_len).sum::<usize>() <= INLINE_DECODE_VALUES;
+    inline_or_blocking(inline, "request decoding", move || decode_all(inputs)).await
 }
 
 fn model_name(spec: Option<&crate::proto::tensorflow::serving::ModelSpec>) -> String {

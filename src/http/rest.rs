@@ -20,7 +20,7 @@ use crate::codec::json::classify::{parse_example_request, write_classify_respons
 use crate::codec::json::{parse_predict_request, write_predict_response};
 use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest};
 use crate::inference::images::image_input_alias;
-use crate::inference::predict;
+use crate::inference::{inline_or_blocking, predict};
 use crate::observability::account;
 
 static REST_PATH: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^/v1/.*$"));
@@ -225,24 +225,18 @@ async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) ->
     tracing::Span::current().record("version", handle.id.version);
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
     let signatures_handle = handle.clone();
-    let request = if body.len() > INLINE_CODEC_LIMIT {
-        tokio::task::spawn_blocking(move || parse_predict_request(&body, signatures_handle.servable.signatures()))
-            .await
-            .map_err(|e| ServingError::internal(format!("request decoding failed: {e}")))??
-    } else {
-        parse_predict_request(&body, signatures_handle.servable.signatures())?
-    };
+    let inline = body.len() <= INLINE_CODEC_LIMIT;
+    let request = inline_or_blocking(inline, "request decoding", move || {
+        parse_predict_request(&body, signatures_handle.servable.signatures())
+    })
+    .await?;
     let outcome = predict(handle.servable.as_ref(), &request.signature_name, request.inputs, &[], deadline).await?;
     drop(handle);
     let format = request.format;
-    let large = outcome.outputs.iter().map(|(_, t)| t.num_elements()).sum::<usize>() > INLINE_CODEC_LIMIT / 8;
-    let body = if large {
-        tokio::task::spawn_blocking(move || write_predict_response(format, &outcome.outputs))
-            .await
-            .map_err(|e| ServingError::internal(format!("response encoding failed: {e}")))??
-    } else {
-        write_predict_response(format, &outcome.outputs)?
-    };
+    let inline = outcome.outputs.iter().map(|(_, t)| t.num_elements()).sum::<usize>() <= INLINE_CODEC_LIMIT / 8;
+    let body =
+        inline_or_blocking(inline, "response encoding", move || write_predict_response(format, &outcome.outputs))
+            .await?;
     Ok(json_response(StatusCode::OK, body))
 }
 
