@@ -21,7 +21,7 @@ use crate::core::{
 };
 use merge::{concat_rows, rows, split_rows};
 pub use params::BatchingParameters;
-use queue::{Batch, BatchQueue, NextBatch, Rejected, Task, TaskReply};
+use queue::{Admission, Batch, BatchQueue, NextBatch, Rejected, Task, TaskReply, QUEUE_FULL_MESSAGE};
 
 /// TF Serving's batching metric names.
 pub mod metric_names {
@@ -35,6 +35,8 @@ pub mod metric_names {
 }
 
 struct Shared {
+    /// The queue's parameters, read without its lock.
+    params: BatchingParameters,
     queue: Mutex<BatchQueue>,
     work: Condvar,
     stopping: Mutex<bool>,
@@ -82,7 +84,8 @@ impl BatchingServable {
         }
         let threads_wanted = params.num_batch_threads;
         let shared = Arc::new(Shared {
-            queue: Mutex::new(BatchQueue::new(params)),
+            queue: Mutex::new(BatchQueue::new(params.clone())),
+            params,
             work: Condvar::new(),
             stopping: Mutex::new(false),
             model: id.name.clone(),
@@ -116,6 +119,34 @@ fn request_rows(request: &RunRequest) -> Option<usize> {
     found.filter(|&r| r > 0)
 }
 
+impl BatchingServable {
+    /// Checks a task and splits a large one before the queue's lock is taken, so the copy
+    /// never holds up the batch threads. A task that will not fit is refused before any copy.
+    fn admit(&self, task: Task) -> Result<Option<Admission>, Rejected> {
+        let params = &self.shared.params;
+        if task.rows > params.execution_batch_size() && task.rows <= params.max_batch_size {
+            let room = self.shared.queue.lock().map(|queue| queue.has_room(task.rows)).unwrap_or(true);
+            if !room {
+                return Err(Rejected::Full(ServingError::unavailable(QUEUE_FULL_MESSAGE), task.reply));
+            }
+        }
+        queue::admit(params, task)
+    }
+
+    /// Queues an admitted task under the lock; the room check there is the exact one.
+    fn enqueue(&self, admission: Admission) -> Result<(), Rejected> {
+        match self.shared.queue.lock() {
+            Ok(mut queue) => {
+                let result = queue.enqueue(admission);
+                metrics::gauge!(metric_names::QUEUE_DEPTH, "model_name" => self.shared.model.clone())
+                    .set(queue.queued_rows() as f64);
+                result
+            }
+            Err(_) => admission.reject(ServingError::internal("the batch queue is poisoned")),
+        }
+    }
+}
+
 impl Servable for BatchingServable {
     fn signatures(&self) -> &SignatureMap {
         self.inner.signatures()
@@ -137,15 +168,10 @@ impl Servable for BatchingServable {
             enqueued_at: Instant::now(),
             reply: TaskReply::Direct(reply_tx),
         };
-        let pushed = match self.shared.queue.lock() {
-            Ok(mut queue) => {
-                let result = queue.push(task);
-                metrics::gauge!(metric_names::QUEUE_DEPTH, "model_name" => self.shared.model.clone())
-                    .set(queue.queued_rows() as f64);
-                result
-            }
-            Err(_) => Err(Rejected::Full(ServingError::internal("the batch queue is poisoned"), task.reply)),
-        };
+        let pushed = self.admit(task).and_then(|admission| match admission {
+            Some(admission) => self.enqueue(admission),
+            None => Ok(()),
+        });
         match pushed {
             Ok(()) => self.shared.work.notify_one(),
             Err(Rejected::Full(error, reply)) => {
