@@ -341,6 +341,16 @@ mod tests {
         }
     }
 
+    /// Splits tasks into parts of 2 rows, and holds `enqueued` batches of 2.
+    fn splitting(max: usize, enqueued: usize) -> BatchingParameters {
+        BatchingParameters {
+            enable_large_batch_splitting: true,
+            max_execution_batch_size: 2,
+            max_enqueued_batches: enqueued,
+            ..params(max, 0)
+        }
+    }
+
     fn task(rows: usize, at: Instant) -> (Task, oneshot::Receiver<ServingResult<RunOutputs>>) {
         let (tx, rx) = oneshot::channel();
         let values: Vec<f32> = (0..rows * 2).map(|v| v as f32).collect();
@@ -443,14 +453,7 @@ mod tests {
             _ => panic!("5 rows exceed the limit of 4"),
         }
 
-        let split = BatchingParameters {
-            max_batch_size: 16,
-            enable_large_batch_splitting: true,
-            max_execution_batch_size: 2,
-            max_enqueued_batches: 8,
-            ..params(16, 0)
-        };
-        let mut queue = BatchQueue::new(split);
+        let mut queue = BatchQueue::new(splitting(16, 8));
         let (t, mut rx) = task(5, start);
         assert!(queue.push(t).is_ok());
         let mut batches = Vec::new();
@@ -474,13 +477,7 @@ mod tests {
     #[test]
     fn a_split_task_is_admitted_apart_and_queued_whole_or_not_at_all() {
         let start = Instant::now();
-        let split = BatchingParameters {
-            max_batch_size: 8,
-            enable_large_batch_splitting: true,
-            max_execution_batch_size: 2,
-            max_enqueued_batches: 3,
-            ..params(8, 0)
-        };
+        let split = splitting(8, 3);
         let mut queue = BatchQueue::new(split.clone());
         let (t, _rx) = task(2, start);
         assert!(queue.push(t).is_ok());

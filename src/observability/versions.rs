@@ -6,12 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{
-    AspiredVersionsManager, Extensions, LoadDecorator, Loader, RunOutputs, RunRequest, Servable, ServableId,
-    ServingResult, SignatureMap,
+    AspiredVersionsManager, ExtendedServable, LoadDecorator, Loader, Servable, ServableId, ServingResult,
 };
 
 pub const MODEL_LOAD_SECONDS: &str = "onnx_serving_model_load_seconds";
@@ -43,7 +41,11 @@ impl LoadDecorator for VersionMetrics {
         metrics::histogram!(MODEL_LOAD_SECONDS, &labels).record(started.elapsed().as_secs_f64());
         let providers = servable.execution_providers();
         set_provider_gauges(id, &providers, 1.0);
-        Ok(Arc::new(ProviderGauges { id: id.clone(), providers, inner: servable }))
+        // NOTE: the guard rides in the version's extensions (the inner ones kept), so it drops,
+        // and zeroes the gauges, when the manager drops the unloaded version.
+        let mut extensions = servable.extensions().clone();
+        extensions.insert(ProviderGauges { id: id.clone(), providers });
+        Ok(ExtendedServable::wrap(servable, extensions))
     }
 }
 
@@ -55,34 +57,11 @@ fn set_provider_gauges(id: &ServableId, providers: &[String], value: f64) {
     }
 }
 
-/// A loaded version that drops its provider gauges to 0 when it unloads: a version that ended
+/// Drops a version's provider gauges to 0 when the version unloads: a version that ended
 /// no longer runs on its providers.
 struct ProviderGauges {
     id: ServableId,
     providers: Vec<String>,
-    inner: Arc<dyn Servable>,
-}
-
-impl Servable for ProviderGauges {
-    fn signatures(&self) -> &SignatureMap {
-        self.inner.signatures()
-    }
-
-    fn submit(&self, request: RunRequest) -> oneshot::Receiver<ServingResult<RunOutputs>> {
-        self.inner.submit(request)
-    }
-
-    fn run_blocking(&self, request: RunRequest) -> ServingResult<RunOutputs> {
-        self.inner.run_blocking(request)
-    }
-
-    fn execution_providers(&self) -> Vec<String> {
-        self.inner.execution_providers()
-    }
-
-    fn extensions(&self) -> &Extensions {
-        self.inner.extensions()
-    }
 }
 
 impl Drop for ProviderGauges {
