@@ -3,7 +3,7 @@
 //! are run against it. Any failure fails the load, so the previous version keeps serving.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::codec::tensor_proto::decode_tensor;
 use crate::core::{
-    Code, Loader, Servable, ServableId, ServingError, ServingResult, SourceAdapter, Tensor, DEFAULT_SIGNATURE,
+    Code, LoadDecorator, Loader, Servable, ServableId, ServingError, ServingResult, Tensor, DEFAULT_SIGNATURE,
 };
 use crate::inference::predict;
 use crate::proto::tensorflow::serving::{prediction_log, PredictRequest, PredictionLog};
@@ -184,40 +184,22 @@ pub fn run_warmup(servable: &dyn Servable, version_dir: &Path, iterations: usize
     result
 }
 
-/// A SourceAdapter decorator that warms up every loaded version before it serves.
-pub struct WarmupAdapter {
-    inner: Arc<dyn SourceAdapter>,
+/// Warms up every loaded version before it serves (a `LoadDecorator`).
+pub struct WarmupDecorator {
     iterations: usize,
 }
 
-impl WarmupAdapter {
+impl WarmupDecorator {
     /// `iterations` is `--num_request_iterations_for_warmup` (0 means 1).
-    pub fn new(inner: Arc<dyn SourceAdapter>, iterations: usize) -> Self {
-        Self { inner, iterations }
+    pub fn new(iterations: usize) -> Self {
+        Self { iterations }
     }
 }
 
-impl SourceAdapter for WarmupAdapter {
-    fn platform(&self) -> &str {
-        self.inner.platform()
-    }
-
-    fn adapt(&self, id: &ServableId, path: PathBuf) -> ServingResult<Box<dyn Loader>> {
-        let inner = self.inner.adapt(id, path.clone())?;
-        Ok(Box::new(WarmupLoader { inner, path, iterations: self.iterations }))
-    }
-}
-
-struct WarmupLoader {
-    inner: Box<dyn Loader>,
-    path: PathBuf,
-    iterations: usize,
-}
-
-impl Loader for WarmupLoader {
-    fn load(&self) -> ServingResult<Arc<dyn Servable>> {
-        let servable = self.inner.load()?;
-        run_warmup(servable.as_ref(), &self.path, self.iterations)?;
+impl LoadDecorator for WarmupDecorator {
+    fn load(&self, _id: &ServableId, path: &Path, inner: &dyn Loader) -> ServingResult<Arc<dyn Servable>> {
+        let servable = inner.load()?;
+        run_warmup(servable.as_ref(), path, self.iterations)?;
         Ok(servable)
     }
 }

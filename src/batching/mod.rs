@@ -7,7 +7,7 @@ pub mod params;
 pub mod params_file;
 pub mod queue;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -16,12 +16,12 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::core::{
-    CancelSignal, Loader, RunOutputs, RunRequest, Servable, ServableId, ServingError, ServingResult, SignatureMap,
-    SourceAdapter,
+    CancelSignal, LoadDecorator, Loader, RunOutputs, RunRequest, Servable, ServableId, ServingError, ServingResult,
+    SignatureMap,
 };
 use merge::{concat_rows, rows, split_rows};
 pub use params::BatchingParameters;
-use queue::{Batch, BatchQueue, NextBatch, Rejected, Task, TaskReply};
+use queue::{Admission, Batch, BatchQueue, NextBatch, Rejected, Task, TaskReply, QUEUE_FULL_MESSAGE};
 
 /// TF Serving's batching metric names.
 pub mod metric_names {
@@ -35,6 +35,8 @@ pub mod metric_names {
 }
 
 struct Shared {
+    /// The queue's parameters, read without its lock.
+    params: BatchingParameters,
     queue: Mutex<BatchQueue>,
     work: Condvar,
     stopping: Mutex<bool>,
@@ -82,7 +84,8 @@ impl BatchingServable {
         }
         let threads_wanted = params.num_batch_threads;
         let shared = Arc::new(Shared {
-            queue: Mutex::new(BatchQueue::new(params)),
+            queue: Mutex::new(BatchQueue::new(params.clone())),
+            params,
             work: Condvar::new(),
             stopping: Mutex::new(false),
             model: id.name.clone(),
@@ -116,6 +119,34 @@ fn request_rows(request: &RunRequest) -> Option<usize> {
     found.filter(|&r| r > 0)
 }
 
+impl BatchingServable {
+    /// Checks a task and splits a large one before the queue's lock is taken, so the copy
+    /// never holds up the batch threads. A task that will not fit is refused before any copy.
+    fn admit(&self, task: Task) -> Result<Option<Admission>, Rejected> {
+        let params = &self.shared.params;
+        if task.rows > params.execution_batch_size() && task.rows <= params.max_batch_size {
+            let room = self.shared.queue.lock().map(|queue| queue.has_room(task.rows)).unwrap_or(true);
+            if !room {
+                return Err(Rejected::Full(ServingError::unavailable(QUEUE_FULL_MESSAGE), task.reply));
+            }
+        }
+        queue::admit(params, task)
+    }
+
+    /// Queues an admitted task under the lock; the room check there is the exact one.
+    fn enqueue(&self, admission: Admission) -> Result<(), Rejected> {
+        match self.shared.queue.lock() {
+            Ok(mut queue) => {
+                let result = queue.enqueue(admission);
+                metrics::gauge!(metric_names::QUEUE_DEPTH, "model_name" => self.shared.model.clone())
+                    .set(queue.queued_rows() as f64);
+                result
+            }
+            Err(_) => admission.reject(ServingError::internal("the batch queue is poisoned")),
+        }
+    }
+}
+
 impl Servable for BatchingServable {
     fn signatures(&self) -> &SignatureMap {
         self.inner.signatures()
@@ -137,15 +168,10 @@ impl Servable for BatchingServable {
             enqueued_at: Instant::now(),
             reply: TaskReply::Direct(reply_tx),
         };
-        let pushed = match self.shared.queue.lock() {
-            Ok(mut queue) => {
-                let result = queue.push(task);
-                metrics::gauge!(metric_names::QUEUE_DEPTH, "model_name" => self.shared.model.clone())
-                    .set(queue.queued_rows() as f64);
-                result
-            }
-            Err(_) => Err(Rejected::Full(ServingError::internal("the batch queue is poisoned"), task.reply)),
-        };
+        let pushed = self.admit(task).and_then(|admission| match admission {
+            Some(admission) => self.enqueue(admission),
+            None => Ok(()),
+        });
         match pushed {
             Ok(()) => self.shared.work.notify_one(),
             Err(Rejected::Full(error, reply)) => {
@@ -289,52 +315,26 @@ fn merged_request(batch: &Batch, pad_variable_length: bool) -> ServingResult<Run
     })
 }
 
-/// A SourceAdapter decorator that wraps every loaded version with a batcher.
-pub struct BatchingAdapter {
-    inner: Arc<dyn SourceAdapter>,
+/// Wraps every loaded version with a batcher (a `LoadDecorator`).
+pub struct BatchingDecorator {
     global: BatchingParameters,
     per_model_files: bool,
 }
 
-impl BatchingAdapter {
+impl BatchingDecorator {
     /// With `per_model_files` (`--enable_per_model_batching_parameters`),
     /// `<version>/batching_params.pbtxt` replaces `global` for that version.
-    pub fn new(inner: Arc<dyn SourceAdapter>, global: BatchingParameters, per_model_files: bool) -> Self {
-        Self { inner, global, per_model_files }
+    pub fn new(global: BatchingParameters, per_model_files: bool) -> Self {
+        Self { global, per_model_files }
     }
 }
 
-impl SourceAdapter for BatchingAdapter {
-    fn platform(&self) -> &str {
-        self.inner.platform()
-    }
-
-    fn adapt(&self, id: &ServableId, path: PathBuf) -> ServingResult<Box<dyn Loader>> {
-        let inner = self.inner.adapt(id, path.clone())?;
-        Ok(Box::new(BatchingLoader {
-            id: id.clone(),
-            path,
-            inner,
-            global: self.global.clone(),
-            per_model_files: self.per_model_files,
-        }))
-    }
-}
-
-struct BatchingLoader {
-    id: ServableId,
-    path: PathBuf,
-    inner: Box<dyn Loader>,
-    global: BatchingParameters,
-    per_model_files: bool,
-}
-
-impl Loader for BatchingLoader {
-    fn load(&self) -> ServingResult<Arc<dyn Servable>> {
-        let per_model = if self.per_model_files { params_file::read_per_model(&self.path)? } else { None };
+impl LoadDecorator for BatchingDecorator {
+    fn load(&self, id: &ServableId, path: &Path, inner: &dyn Loader) -> ServingResult<Arc<dyn Servable>> {
+        let per_model = if self.per_model_files { params_file::read_per_model(path)? } else { None };
         let params = per_model.unwrap_or_else(|| self.global.clone());
         params.validate()?;
-        let servable = self.inner.load()?;
-        BatchingServable::wrap(&self.id, servable, params)
+        let servable = inner.load()?;
+        BatchingServable::wrap(id, servable, params)
     }
 }

@@ -151,6 +151,74 @@ pub enum Rejected {
     Invalid(ServingError, TaskReply),
 }
 
+/// A task ready to queue: whole, or split into parts of at most the execution batch size.
+pub struct Admission {
+    parts: Vec<Task>,
+    rows: usize,
+}
+
+impl Admission {
+    /// Returns the rejection that answers the whole task with `error`.
+    pub fn reject(self, error: ServingError) -> Result<(), Rejected> {
+        // NOTE: a split task's parts share one reply; failing the first answers it.
+        match self.parts.into_iter().next() {
+            Some(first) => Err(Rejected::Full(error, first.reply)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Checks a task against `max_batch_size` and splits it when it exceeds the execution batch
+/// size and splitting is on. Copies the rows of a split task, so it runs outside the queue's
+/// lock. Returns `None` when the task was already answered (its split failed).
+pub fn admit(params: &BatchingParameters, task: Task) -> Result<Option<Admission>, Rejected> {
+    if task.rows > params.max_batch_size {
+        let message =
+            format!("Task size {} is larger than maximum input batch size {}", task.rows, params.max_batch_size);
+        return Err(Rejected::Invalid(ServingError::invalid_argument(message), task.reply));
+    }
+    let limit = params.execution_batch_size();
+    if task.rows <= limit {
+        let rows = task.rows;
+        return Ok(Some(Admission { parts: vec![task], rows }));
+    }
+    let Task { signature, inputs, output_names, rows, deadline, cancel, enqueued_at, reply } = task;
+    let TaskReply::Direct(reply_tx) = reply else {
+        return Err(Rejected::Invalid(ServingError::internal("a part cannot be split again"), reply));
+    };
+    let sizes: Vec<usize> = (0..rows).step_by(limit).map(|start| limit.min(rows - start)).collect();
+    let mut split_inputs: Vec<Vec<(String, Tensor)>> = vec![Vec::with_capacity(inputs.len()); sizes.len()];
+    for (name, tensor) in &inputs {
+        let parts = match split_rows(name, tensor, &sizes) {
+            Ok(parts) => parts,
+            Err(error) => {
+                let _ = reply_tx.send(Err(error));
+                return Ok(None);
+            }
+        };
+        for (slot, part) in split_inputs.iter_mut().zip(parts) {
+            slot.push((name.clone(), part));
+        }
+    }
+    let assembler = Assembler::new(sizes.len(), reply_tx);
+    let parts = split_inputs
+        .into_iter()
+        .zip(sizes)
+        .enumerate()
+        .map(|(index, (inputs, rows))| Task {
+            signature: signature.clone(),
+            inputs,
+            output_names: output_names.clone(),
+            rows,
+            deadline,
+            cancel: cancel.clone(),
+            enqueued_at,
+            reply: TaskReply::Part { assembler: Arc::clone(&assembler), index },
+        })
+        .collect();
+    Ok(Some(Admission { parts, rows }))
+}
+
 /// The queue of one servable.
 pub struct BatchQueue {
     params: BatchingParameters,
@@ -171,57 +239,28 @@ impl BatchQueue {
         self.queued_rows
     }
 
-    /// Queues a task, splitting it when it exceeds the execution batch size and splitting is
-    /// on. A task that does not fit the queue is rejected whole, at once.
+    /// Whether `rows` more rows fit the queue now.
+    pub fn has_room(&self, rows: usize) -> bool {
+        self.queued_rows + rows <= self.params.capacity_rows()
+    }
+
+    /// Checks and splits a task (`admit`), then queues it (`enqueue`): the two steps a
+    /// servable runs apart, the copy outside its lock.
     pub fn push(&mut self, task: Task) -> Result<(), Rejected> {
-        if task.rows > self.params.max_batch_size {
-            let message = format!(
-                "Task size {} is larger than maximum input batch size {}",
-                task.rows, self.params.max_batch_size
-            );
-            return Err(Rejected::Invalid(ServingError::invalid_argument(message), task.reply));
+        match admit(&self.params, task)? {
+            Some(admission) => self.enqueue(admission),
+            None => Ok(()),
         }
-        if self.queued_rows + task.rows > self.params.capacity_rows() {
-            return Err(Rejected::Full(ServingError::unavailable(QUEUE_FULL_MESSAGE), task.reply));
+    }
+
+    /// Queues an admitted task, all its parts or none: a task that does not fit the queue is
+    /// rejected whole, at once.
+    pub fn enqueue(&mut self, admission: Admission) -> Result<(), Rejected> {
+        if !self.has_room(admission.rows) {
+            return admission.reject(ServingError::unavailable(QUEUE_FULL_MESSAGE));
         }
-        let limit = self.params.execution_batch_size();
-        if task.rows <= limit {
-            self.queued_rows += task.rows;
-            self.tasks.push_back(task);
-            return Ok(());
-        }
-        let Task { signature, inputs, output_names, rows, deadline, cancel, enqueued_at, reply } = task;
-        let TaskReply::Direct(reply_tx) = reply else {
-            return Err(Rejected::Invalid(ServingError::internal("a part cannot be split again"), reply));
-        };
-        let sizes: Vec<usize> = (0..rows).step_by(limit).map(|start| limit.min(rows - start)).collect();
-        let mut split_inputs: Vec<Vec<(String, Tensor)>> = vec![Vec::with_capacity(inputs.len()); sizes.len()];
-        for (name, tensor) in &inputs {
-            let parts = match split_rows(name, tensor, &sizes) {
-                Ok(parts) => parts,
-                Err(error) => {
-                    let _ = reply_tx.send(Err(error));
-                    return Ok(());
-                }
-            };
-            for (slot, part) in split_inputs.iter_mut().zip(parts) {
-                slot.push((name.clone(), part));
-            }
-        }
-        let assembler = Assembler::new(sizes.len(), reply_tx);
-        for (index, (inputs, rows)) in split_inputs.into_iter().zip(sizes).enumerate() {
-            self.queued_rows += rows;
-            self.tasks.push_back(Task {
-                signature: signature.clone(),
-                inputs,
-                output_names: output_names.clone(),
-                rows,
-                deadline,
-                cancel: cancel.clone(),
-                enqueued_at,
-                reply: TaskReply::Part { assembler: Arc::clone(&assembler), index },
-            });
-        }
+        self.queued_rows += admission.rows;
+        self.tasks.extend(admission.parts);
         Ok(())
     }
 
@@ -299,6 +338,16 @@ mod tests {
             max_enqueued_batches: 2,
             max_execution_batch_size: max,
             ..Default::default()
+        }
+    }
+
+    /// Splits tasks into parts of 2 rows, and holds `enqueued` batches of 2.
+    fn splitting(max: usize, enqueued: usize) -> BatchingParameters {
+        BatchingParameters {
+            enable_large_batch_splitting: true,
+            max_execution_batch_size: 2,
+            max_enqueued_batches: enqueued,
+            ..params(max, 0)
         }
     }
 
@@ -404,14 +453,7 @@ mod tests {
             _ => panic!("5 rows exceed the limit of 4"),
         }
 
-        let split = BatchingParameters {
-            max_batch_size: 16,
-            enable_large_batch_splitting: true,
-            max_execution_batch_size: 2,
-            max_enqueued_batches: 8,
-            ..params(16, 0)
-        };
-        let mut queue = BatchQueue::new(split);
+        let mut queue = BatchQueue::new(splitting(16, 8));
         let (t, mut rx) = task(5, start);
         assert!(queue.push(t).is_ok());
         let mut batches = Vec::new();
@@ -430,6 +472,28 @@ mod tests {
         let y = &outputs[0].1;
         assert_eq!(y.shape, vec![5, 2]);
         assert_eq!(&*y.values::<f32>().expect("f32"), &(0..10).map(|v| v as f32).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
+    fn a_split_task_is_admitted_apart_and_queued_whole_or_not_at_all() {
+        let start = Instant::now();
+        let split = splitting(8, 3);
+        let mut queue = BatchQueue::new(split.clone());
+        let (t, _rx) = task(2, start);
+        assert!(queue.push(t).is_ok());
+        let (big, mut big_rx) = task(5, start);
+        let Ok(Some(admission)) = admit(&split, big) else { panic!("five rows split into three parts") };
+        match queue.enqueue(admission) {
+            Err(Rejected::Full(error, reply)) => reply.send(Err(error)),
+            _ => panic!("2 + 5 rows exceed the room for 6"),
+        }
+        assert_eq!(queue.queued_rows(), 2, "no part of the refused task stays queued");
+        let error = big_rx.try_recv().expect("answered").expect_err("full");
+        assert_eq!(error.message, QUEUE_FULL_MESSAGE);
+        let (fits, _rx) = task(4, start);
+        let Ok(Some(admission)) = admit(&split, fits) else { panic!("four rows split into two parts") };
+        assert!(queue.enqueue(admission).is_ok());
+        assert_eq!(queue.queued_rows(), 6);
     }
 
     #[test]

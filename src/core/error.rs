@@ -108,4 +108,11 @@ impl fmt::Display for ServingError {
 
 impl std::error::Error for ServingError {}
 
+/// Lets code that only reads the error (request accounting) take any wrapper of it.
+impl AsRef<ServingError> for ServingError {
+    fn as_ref(&self) -> &ServingError {
+        self
+    }
+}
+
 pub type ServingResult<T> = Result<T, ServingError>;

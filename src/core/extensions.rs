@@ -11,8 +11,8 @@ use super::servable::{RunOutputs, RunRequest, Servable};
 use super::signature::SignatureMap;
 
 /// Values keyed by their type. Core never looks inside; the layer that owns a type attaches
-/// it at load time and reads it per request.
-#[derive(Default)]
+/// it at load time and reads it per request. Cloning shares the values.
+#[derive(Default, Clone)]
 pub struct Extensions {
     values: Vec<Arc<dyn Any + Send + Sync>>,
 }

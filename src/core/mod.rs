@@ -2,6 +2,7 @@
 //!
 //! Nothing here knows about HTTP, gRPC, ONNX Runtime or file watching.
 
+pub mod decorate;
 pub mod error;
 pub mod example;
 pub mod extensions;
@@ -19,6 +20,7 @@ pub mod tensor;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use decorate::{Decorated, LoadDecorator};
 pub use error::{Code, ServingError, ServingResult};
 pub use extensions::{ExtendedServable, Extensions};
 pub use handle::ServableHandle;

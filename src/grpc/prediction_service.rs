@@ -22,8 +22,8 @@ pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
 const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
 use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
 use crate::core::{ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
-use crate::inference::predict;
-use crate::observability::record_request;
+use crate::inference::{inline_or_blocking, predict};
+use crate::observability::account;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
 use crate::proto::tensorflow::serving::{
     inference_result, ClassificationRequest, ClassificationResponse, GetModelMetadataRequest, GetModelMetadataResponse,
@@ -235,13 +235,8 @@ async fn decode_inputs(inputs: BTreeMap<String, TensorProto>) -> ServingResult<B
             .map(|(alias, proto)| decode_tensor(&alias, proto).map(|tensor| (alias, tensor)))
             .collect::<ServingResult<BTreeMap<_, _>>>()
     };
-    let values: usize = inputs.values().map(typed_len).sum();
-    if values <= INLINE_DECODE_VALUES {
-        return decode_all(inputs);
-    }
-    tokio::task::spawn_blocking(move || decode_all(inputs))
-        .await
-        .map_err(|e| ServingError::internal(format!("request decoding failed: {e}")))?
+    let inline = inputs.values().map(typed_len).sum::<usize>() <= INLINE_DECODE_VALUES;
+    inline_or_blocking(inline, "request decoding", move || decode_all(inputs)).await
 }
 
 fn model_name(spec: Option<&crate::proto::tensorflow::serving::ModelSpec>) -> String {
@@ -251,13 +246,11 @@ fn model_name(spec: Option<&crate::proto::tensorflow::serving::ModelSpec>) -> St
 #[tonic::async_trait]
 impl PredictionService for PredictionServiceImpl {
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
-        let started = Instant::now();
         let deadline = deadline(request.metadata());
         let request = request.into_inner();
         let model = model_name(request.model_spec.as_ref());
         let span = tracing::info_span!("grpc_predict", model = %model, version = tracing::field::Empty);
-        let result = self.predict_request(request, deadline).instrument(span).await;
-        record_request(&model, "Predict", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        let result = account(&model, "Predict", "GRPC", self.predict_request(request, deadline).instrument(span)).await;
         result.map(Response::new).map_err(to_status)
     }
 
@@ -272,24 +265,21 @@ impl PredictionService for PredictionServiceImpl {
         &self,
         request: Request<ClassificationRequest>,
     ) -> Result<Response<ClassificationResponse>, Status> {
-        let started = Instant::now();
         let deadline = deadline(request.metadata());
         let request = request.into_inner();
         let model = model_name(request.model_spec.as_ref());
         let span = tracing::info_span!("grpc_classify", model = %model);
-        let result = self.classify_request(request, deadline).instrument(span).await;
-        record_request(&model, "Classify", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        let result =
+            account(&model, "Classify", "GRPC", self.classify_request(request, deadline).instrument(span)).await;
         result.map(Response::new).map_err(to_status)
     }
 
     async fn regress(&self, request: Request<RegressionRequest>) -> Result<Response<RegressionResponse>, Status> {
-        let started = Instant::now();
         let deadline = deadline(request.metadata());
         let request = request.into_inner();
         let model = model_name(request.model_spec.as_ref());
         let span = tracing::info_span!("grpc_regress", model = %model);
-        let result = self.regress_request(request, deadline).instrument(span).await;
-        record_request(&model, "Regress", "GRPC", result.as_ref().map_or_else(|e| e.code.name(), |_| "OK"), started);
+        let result = account(&model, "Regress", "GRPC", self.regress_request(request, deadline).instrument(span)).await;
         result.map(Response::new).map_err(to_status)
     }
 

@@ -41,6 +41,12 @@ impl From<ServingError> for RestError {
     }
 }
 
+impl AsRef<ServingError> for RestError {
+    fn as_ref(&self) -> &ServingError {
+        &self.0
+    }
+}
+
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
         json_response(http_status(self.0.code), write_error_body(&self.0.message))

@@ -20,8 +20,8 @@ use crate::codec::json::classify::{parse_example_request, write_classify_respons
 use crate::codec::json::{parse_predict_request, write_predict_response};
 use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest};
 use crate::inference::images::image_input_alias;
-use crate::inference::predict;
-use crate::observability::record_request;
+use crate::inference::{inline_or_blocking, predict};
+use crate::observability::account;
 
 static REST_PATH: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^/v1/.*$"));
 static ORIGIN: LazyLock<Regex> = LazyLock::new(|| compile(r"https?://"));
@@ -117,7 +117,7 @@ pub async fn dispatch(
     let result = if method == Method::POST {
         handle_post(&state, &method, &path, &headers, body).await
     } else if method == Method::GET {
-        handle_get(&state, &method, &path)
+        handle_get(&state, &method, &path).await
     } else {
         Err(malformed(&method, &path))
     };
@@ -151,10 +151,9 @@ async fn handle_post(
     let target = model_path(group(1).unwrap_or_default(), group(2), group(3))?;
     match group(4).unwrap_or_default() {
         "predict" => {
-            let started = Instant::now();
             let model = target.name.clone();
             let span = tracing::info_span!("predict", model = %target.name, version = tracing::field::Empty);
-            let result = async {
+            let request = async {
                 if is_upload(headers) {
                     let upload = read_upload(headers, body).await?;
                     let handle = state.manager.handle(&target.name, &upload_version(target.version, &upload)?)?;
@@ -168,21 +167,15 @@ async fn handle_post(
                     None => predict_route(state, handle, body).await,
                 }
             }
-            .instrument(span)
-            .await;
-            let status = result.as_ref().map_or_else(|e| e.0.code.name(), |_| "OK");
-            record_request(&model, "predict", "REST", status, started);
-            result
+            .instrument(span);
+            account(&model, "predict", "REST", request).await
         }
         found @ ("classify" | "regress") => {
             let method: &'static str = if found == "classify" { "classify" } else { "regress" };
-            let started = Instant::now();
             let model = target.name.clone();
             let span = tracing::info_span!("example_request", method, model = %target.name);
-            let result = example_route(state, target, method == "classify", body).instrument(span).await;
-            let status = result.as_ref().map_or_else(|e| e.0.code.name(), |_| "OK");
-            record_request(&model, method, "REST", status, started);
-            result
+            account(&model, method, "REST", example_route(state, target, method == "classify", body).instrument(span))
+                .await
         }
         _ => Err(malformed(method, path)),
     }
@@ -232,39 +225,30 @@ async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) ->
     tracing::Span::current().record("version", handle.id.version);
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
     let signatures_handle = handle.clone();
-    let request = if body.len() > INLINE_CODEC_LIMIT {
-        tokio::task::spawn_blocking(move || parse_predict_request(&body, signatures_handle.servable.signatures()))
-            .await
-            .map_err(|e| ServingError::internal(format!("request decoding failed: {e}")))??
-    } else {
-        parse_predict_request(&body, signatures_handle.servable.signatures())?
-    };
+    let inline = body.len() <= INLINE_CODEC_LIMIT;
+    let request = inline_or_blocking(inline, "request decoding", move || {
+        parse_predict_request(&body, signatures_handle.servable.signatures())
+    })
+    .await?;
     let outcome = predict(handle.servable.as_ref(), &request.signature_name, request.inputs, &[], deadline).await?;
     drop(handle);
     let format = request.format;
-    let large = outcome.outputs.iter().map(|(_, t)| t.num_elements()).sum::<usize>() > INLINE_CODEC_LIMIT / 8;
-    let body = if large {
-        tokio::task::spawn_blocking(move || write_predict_response(format, &outcome.outputs))
-            .await
-            .map_err(|e| ServingError::internal(format!("response encoding failed: {e}")))??
-    } else {
-        write_predict_response(format, &outcome.outputs)?
-    };
+    let inline = outcome.outputs.iter().map(|(_, t)| t.num_elements()).sum::<usize>() <= INLINE_CODEC_LIMIT / 8;
+    let body =
+        inline_or_blocking(inline, "response encoding", move || write_predict_response(format, &outcome.outputs))
+            .await?;
     Ok(json_response(StatusCode::OK, body))
 }
 
-fn handle_get(state: &AppState, method: &Method, path: &str) -> Result<Response, RestError> {
+async fn handle_get(state: &AppState, method: &Method, path: &str) -> Result<Response, RestError> {
     let captures = GET_PATH.captures(path).ok_or_else(|| malformed(method, path))?;
     let group = |i: usize| captures.get(i).map(|m| m.as_str());
     let Some(name) = group(1) else {
         return Err(RestError(ServingError::invalid_argument("Missing model name in request.")));
     };
     let target = model_path(name, group(2), group(3))?;
-    let started = Instant::now();
-    let result = status_or_metadata(state, &target, group(4) == Some("metadata"));
-    let status = result.as_ref().map_or_else(|e| e.0.code.name(), |_| "OK");
-    record_request(&target.name, "", "REST", status, started);
-    result
+    let metadata = group(4) == Some("metadata");
+    account(&target.name, "", "REST", async { status_or_metadata(state, &target, metadata) }).await
 }
 
 fn status_or_metadata(state: &AppState, target: &ModelPath, metadata: bool) -> Result<Response, RestError> {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::blocking::inline_or_blocking;
 use super::predict::{predict, PredictOutcome};
 use crate::codec::image::plan::{ImageInputs, Labels, TopLabel};
 use crate::codec::image::{images_to_tensor, ImageLimits};
@@ -47,9 +48,9 @@ pub async fn predict_images(
     };
     // NOTE: decoding and resizing are CPU work, kept off the async runtime.
     let plan = input.plan;
-    let tensor = tokio::task::spawn_blocking(move || images_to_tensor(&images, &plan, &ImageLimits::default()))
-        .await
-        .map_err(|e| ServingError::internal(format!("image decoding failed: {e}")))??;
+    let tensor =
+        inline_or_blocking(false, "image decoding", move || images_to_tensor(&images, &plan, &ImageLimits::default()))
+            .await?;
     let inputs = BTreeMap::from([(input.alias, tensor)]);
     let outcome = predict(servable, signature_name, inputs, &[], deadline).await?;
     let labels = match &image_inputs.labels {

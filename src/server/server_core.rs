@@ -11,16 +11,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::BatchingConfig;
-use crate::batching::BatchingAdapter;
+use crate::batching::BatchingDecorator;
 use crate::config::model_server_config::{model_config_list, model_configs};
 use crate::core::{
-    AspiredVersionsManager, ConfigReloader, ModelConfig, ReloadFuture, ServableId, ServableState, ServingError,
-    ServingResult, SourceAdapter,
+    AspiredVersionsManager, ConfigReloader, Decorated, ModelConfig, ReloadFuture, ServableId, ServableState,
+    ServingError, ServingResult, SourceAdapter,
 };
+use crate::observability::VersionMetrics;
 use crate::platforms::PlatformRegistry;
 use crate::proto::tensorflow::serving::ModelServerConfig;
 use crate::sources::file_system::check_base_paths;
 use crate::sources::{FileSystemSourceHandle, WatchedModel};
+use crate::warmup::WarmupDecorator;
 
 /// Applies model configs to the manager and the source: TF Serving's `ServerCore`.
 pub(super) struct ServerCore {
@@ -93,12 +95,13 @@ impl ServerCore {
     fn decorate(&self, adapter: Arc<dyn SourceAdapter>) -> Arc<dyn SourceAdapter> {
         let mut adapter = adapter;
         if let Some(batching) = &self.batching {
-            adapter = Arc::new(BatchingAdapter::new(adapter, batching.global.clone(), batching.per_model_files));
+            let batching = BatchingDecorator::new(batching.global.clone(), batching.per_model_files);
+            adapter = Decorated::wrap(adapter, batching);
         }
         if let Some(iterations) = self.warmup_iterations {
-            adapter = Arc::new(crate::warmup::WarmupAdapter::new(adapter, iterations));
+            adapter = Decorated::wrap(adapter, WarmupDecorator::new(iterations));
         }
-        Arc::new(crate::observability::MetricsAdapter::new(adapter))
+        Decorated::wrap(adapter, VersionMetrics)
     }
 
     /// Checks TF Serving's label rule: a label points to an AVAILABLE version, except that

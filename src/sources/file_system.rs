@@ -121,40 +121,44 @@ impl FileSystemSource {
         self.models = models;
     }
 
-    /// Scans every model once and emits what changed. Returns whether some version
-    /// directory is still settling, in which case another scan should follow soon.
+    /// Scans every model once, on the caller's thread, and emits what changed. Returns whether
+    /// some version directory is still settling, in which case another scan should follow soon.
     pub fn scan_once(&mut self) -> bool {
+        let scans = read_models(&self.models);
+        self.apply_scans(scans)
+    }
+
+    /// `scan_once` with the file-system work (listing and fingerprinting) on a blocking thread.
+    async fn scan_off_runtime(&mut self) -> bool {
+        let models = self.models.clone();
+        match tokio::task::spawn_blocking(move || read_models(&models)).await {
+            Ok(scans) => self.apply_scans(scans),
+            Err(error) => {
+                warn!(error = %error, "file system scan failed; retrying on the next poll or event");
+                false
+            }
+        }
+    }
+
+    fn apply_scans(&mut self, scans: Vec<(WatchedModel, Option<ModelScan>)>) -> bool {
         let mut settling = false;
-        for model in self.models.clone() {
-            settling |= self.scan_model(&model);
+        for (model, scan) in scans {
+            if let Some(scan) = scan {
+                settling |= self.apply_scan(&model, scan);
+            }
         }
         settling
     }
 
-    fn scan_model(&mut self, model: &WatchedModel) -> bool {
-        let entries = match std::fs::read_dir(&model.base_path) {
-            Ok(entries) => entries,
-            Err(error) => {
-                warn!(model = %model.name, base_path = %model.base_path.display(), error = %error,
-                    "file system source cannot read the base path");
-                return false;
-            }
-        };
-        let mut found: BTreeMap<i64, PathBuf> = BTreeMap::new();
-        for entry in entries.flatten() {
-            let Some(version) = entry.file_name().to_str().and_then(parse_version) else { continue };
-            if entry.path().is_dir() {
-                found.insert(version, entry.path());
-            }
-        }
-        let wanted_versions = model.policy.select(&found.keys().copied().collect());
+    /// Updates a model's settling state from one scan and emits its aspired versions when
+    /// they changed. Plain state: no file-system access.
+    fn apply_scan(&mut self, model: &WatchedModel, scan: ModelScan) -> bool {
+        let ModelScan { found, wanted: wanted_versions, fingerprints } = scan;
         let previous = self.seen.remove(&model.name).unwrap_or_default();
         let mut current = BTreeMap::new();
         let stable = self.stable.entry(model.name.clone()).or_default();
         let mut settling = false;
-        for &version in &wanted_versions {
-            let Some(path) = found.get(&version) else { continue };
-            let fingerprint = fingerprint(path);
+        for (version, fingerprint) in fingerprints {
             let unchanged = previous.get(&version) == Some(&fingerprint) && !fingerprint.is_empty();
             if unchanged {
                 stable.insert(version);
@@ -199,7 +203,7 @@ impl FileSystemSource {
             interval
         });
         let settle_delay = Duration::from_millis(200);
-        let mut settling = self.scan_once();
+        let mut settling = self.scan_off_runtime().await;
         loop {
             let settle = async {
                 if settling {
@@ -228,7 +232,7 @@ impl FileSystemSource {
                     self.set_models(models);
                     drop(watcher);
                     watcher = self.start_watcher(event_tx.clone());
-                    settling = self.scan_once();
+                    settling = self.scan_off_runtime().await;
                     let _ = done_tx.send(());
                     continue;
                 }
@@ -240,7 +244,7 @@ impl FileSystemSource {
                 _ = tick => {}
                 _ = settle => {}
             }
-            settling = self.scan_once();
+            settling = self.scan_off_runtime().await;
         }
         drop(watcher);
     }
@@ -265,6 +269,42 @@ impl FileSystemSource {
         }
         Some(watcher)
     }
+}
+
+/// What one scan of a base path found: its version directories, the versions the policy
+/// wants, and their fingerprints.
+struct ModelScan {
+    found: BTreeMap<i64, PathBuf>,
+    wanted: BTreeSet<i64>,
+    fingerprints: BTreeMap<i64, Fingerprint>,
+}
+
+/// Reads every model's base path: all the file-system work of a scan, blocking. A base path
+/// that cannot be read is logged and gives `None`.
+fn read_models(models: &[WatchedModel]) -> Vec<(WatchedModel, Option<ModelScan>)> {
+    models.iter().map(|model| (model.clone(), read_model(model))).collect()
+}
+
+fn read_model(model: &WatchedModel) -> Option<ModelScan> {
+    let entries = match std::fs::read_dir(&model.base_path) {
+        Ok(entries) => entries,
+        Err(error) => {
+            warn!(model = %model.name, base_path = %model.base_path.display(), error = %error,
+                "file system source cannot read the base path");
+            return None;
+        }
+    };
+    let mut found: BTreeMap<i64, PathBuf> = BTreeMap::new();
+    for entry in entries.flatten() {
+        let Some(version) = entry.file_name().to_str().and_then(parse_version) else { continue };
+        if entry.path().is_dir() {
+            found.insert(version, entry.path());
+        }
+    }
+    let wanted = model.policy.select(&found.keys().copied().collect());
+    let fingerprints =
+        wanted.iter().filter_map(|version| found.get(version).map(|path| (*version, fingerprint(path)))).collect();
+    Some(ModelScan { found, wanted, fingerprints })
 }
 
 fn fingerprint(dir: &Path) -> Fingerprint {
