@@ -278,23 +278,7 @@ fn status_or_metadata(state: &AppState, target: &ModelPath, metadata: bool) -> R
         ))?
     } else {
         // NOTE: TF Serving ignores a label on status requests and lists every version.
-        let statuses = state
-            .manager
-            .version_statuses(&target.name)
-            .ok_or_else(|| ServingError::not_found(format!("Could not find any versions of model {}", target.name)))?;
-        let statuses: Vec<_> = match target.has_version {
-            Some(version) => {
-                let found: Vec<_> = statuses.into_iter().filter(|s| s.version == version).collect();
-                if found.is_empty() {
-                    return Err(RestError(ServingError::not_found(format!(
-                        "Could not find version {version} of model {}",
-                        target.name
-                    ))));
-                }
-                found
-            }
-            None => statuses,
-        };
+        let statuses = state.manager.model_status(&target.name, target.has_version)?;
         to_pretty_bytes(&status_json(&statuses))?
     };
     Ok(json_response(StatusCode::OK, body))
