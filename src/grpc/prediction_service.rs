@@ -21,7 +21,7 @@ pub const MAP_CLASSES_SUFFIX: &str = "_classes";
 pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
 const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
 use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
-use crate::core::{ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
+use crate::core::{ServingError, ServingResult, Tensor};
 use crate::inference::predict;
 use crate::observability::record_request;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
@@ -189,7 +189,7 @@ impl PredictionServiceImpl {
         let mut results = Vec::with_capacity(request.tasks.len());
         for task in &request.tasks {
             let signature = resolve(task.model_spec.as_ref())?.signature_name;
-            example_signature(&handle, &signature)?;
+            crate::inference::classify::example_signature(servable, &signature)?;
             let result = if task.method_name == CLASSIFY_METHOD {
                 let (_, classes) = crate::inference::classify(servable, &signature, &input, deadline).await?;
                 inference_result::Result::ClassificationResult(classification_result(&classes))
@@ -204,14 +204,6 @@ impl PredictionServiceImpl {
         }
         Ok(MultiInferenceResponse { results })
     }
-}
-
-fn example_signature<'a>(handle: &'a ServableHandle, name: &str) -> ServingResult<&'a SignatureDef> {
-    handle
-        .servable
-        .signatures()
-        .get(name)
-        .ok_or_else(|| ServingError::invalid_argument(format!("No signature was found with the name: {name}")))
 }
 
 fn typed_len(proto: &TensorProto) -> usize {

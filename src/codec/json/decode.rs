@@ -7,16 +7,14 @@ use super::request::{format_error, invalid, parse_request, requested_signature, 
 use super::tape::{Tag, Tape};
 use super::{JsonFormat, PredictJsonRequest};
 use crate::core::error::{ServingError, ServingResult};
-use crate::core::signature::{SignatureDef, SignatureMap, DEFAULT_SIGNATURE};
+use crate::core::signature::{find_signature, SignatureDef, SignatureMap, DEFAULT_SIGNATURE};
 use crate::core::tensor::{DType, Tensor};
 
 pub(crate) fn parse_predict_request(body: &[u8], signatures: &SignatureMap) -> ServingResult<PredictJsonRequest> {
     let tape = parse_request(body)?;
     let requested = requested_signature(&tape)?;
     let signature_name = if requested.is_empty() { DEFAULT_SIGNATURE.to_owned() } else { requested.clone() };
-    let signature = signatures
-        .get(&signature_name)
-        .ok_or_else(|| invalid(format!("Serving signature name: \"{signature_name}\" not found in signature def")))?;
+    let signature = find_signature(signatures, &signature_name)?;
     if signature.inputs.is_empty() {
         let shown = if requested.is_empty() { "DEFAULT" } else { requested.as_str() };
         return Err(invalid(format!("Failed to get input map for signature: {shown}")));
