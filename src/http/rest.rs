@@ -13,11 +13,11 @@ use regex::Regex;
 use tracing::Instrument;
 
 use super::error::{json_response, RestError};
-use super::image_upload::{b64_upload, is_upload, predict_upload, read_upload, upload_version, Upload};
+use super::image_upload::{is_upload, predict_upload, read_upload, upload_version, Upload};
 use super::model_json::{metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
 use crate::codec::json::classify::{parse_example_request, write_classify_response, write_regress_response};
-use crate::codec::json::{parse_predict_request, write_predict_response};
+use crate::codec::json::{parse_predict_body, write_predict_response, PredictBody};
 use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest};
 use crate::inference::images::image_input_alias;
 use crate::inference::predict;
@@ -163,10 +163,7 @@ async fn handle_post(
                 // NOTE: the model is resolved before the body is looked at, as TF Serving does,
                 // and this one handle serves the whole request.
                 let handle = state.manager.handle(&target.name, &target.version)?;
-                match b64_image_request(&handle, &body)? {
-                    Some(upload) => predict_upload(state, &handle, upload).await,
-                    None => predict_route(state, handle, body).await,
-                }
+                predict_route(state, handle, body).await
             }
             .instrument(span)
             .await;
@@ -185,21 +182,6 @@ async fn handle_post(
             result
         }
         _ => Err(malformed(method, path)),
-    }
-}
-
-/// Returns the upload of a TF Serving JSON request whose image input carries `{"b64": ...}`.
-fn b64_image_request(handle: &ServableHandle, body: &[u8]) -> ServingResult<Option<Upload>> {
-    if !body.windows(5).any(|w| w == b"\"b64\"") {
-        return Ok(None);
-    }
-    let signature = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("signature_name").and_then(|s| s.as_str()).map(str::to_string))
-        .unwrap_or_else(|| crate::core::DEFAULT_SIGNATURE.to_string());
-    match image_input_alias(handle.servable.as_ref(), &signature) {
-        Some(alias) => b64_upload(body, &alias),
-        None => Ok(None),
     }
 }
 
@@ -231,13 +213,26 @@ async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) ->
     let started = Instant::now();
     tracing::Span::current().record("version", handle.id.version);
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
-    let signatures_handle = handle.clone();
-    let request = if body.len() > INLINE_CODEC_LIMIT {
-        tokio::task::spawn_blocking(move || parse_predict_request(&body, signatures_handle.servable.signatures()))
+    let large_body = body.len() > INLINE_CODEC_LIMIT;
+    let body_handle = handle.clone();
+    // NOTE: the body is parsed once; base64 images for the image input take the upload path.
+    let parse = move || {
+        let servable = body_handle.servable.as_ref();
+        parse_predict_body(&body, servable.signatures(), |signature| image_input_alias(servable, signature))
+    };
+    let parsed = if large_body {
+        tokio::task::spawn_blocking(parse)
             .await
             .map_err(|e| ServingError::internal(format!("request decoding failed: {e}")))??
     } else {
-        parse_predict_request(&body, signatures_handle.servable.signatures())?
+        parse()?
+    };
+    let request = match parsed {
+        PredictBody::Tensors(request) => request,
+        PredictBody::Images { signature_name, images } => {
+            let upload = Upload { images, signature_name: Some(signature_name), ..Default::default() };
+            return predict_upload(state, &handle, upload).await;
+        }
     };
     let outcome = predict(handle.servable.as_ref(), &request.signature_name, request.inputs, &[], deadline).await?;
     drop(handle);
