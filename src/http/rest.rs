@@ -16,11 +16,12 @@ use super::error::{json_response, RestError};
 use super::image_upload::{is_upload, predict_upload, read_upload, upload_version, Upload};
 use super::model_json::{metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
-use crate::codec::json::classify::{parse_example_request, write_classify_response, write_regress_response};
+use crate::codec::json::classify::{parse_example_request, write_example_response};
 use crate::codec::json::{parse_predict_body, write_predict_response, PredictBody};
+use crate::core::example::ExampleMethod;
 use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest};
 use crate::inference::images::image_input_alias;
-use crate::inference::predict;
+use crate::inference::{predict, run_example_method};
 use crate::observability::record_request;
 
 static REST_PATH: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^/v1/.*$"));
@@ -196,17 +197,10 @@ async fn example_route(
     let handle = state.manager.handle(&target.name, &target.version)?;
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
     let request = parse_example_request(&body)?;
-    let servable = handle.servable.as_ref();
-    let body = if classify {
-        let (_, results) =
-            crate::inference::classify(servable, &request.signature_name, &request.input, deadline).await?;
-        write_classify_response(&results)?
-    } else {
-        let (_, results) =
-            crate::inference::regress(servable, &request.signature_name, &request.input, deadline).await?;
-        write_regress_response(&results)?
-    };
-    Ok(json_response(StatusCode::OK, body))
+    let method = if classify { ExampleMethod::Classify } else { ExampleMethod::Regress };
+    let (_, results) =
+        run_example_method(handle.servable.as_ref(), method, &request.signature_name, &request.input, deadline).await?;
+    Ok(json_response(StatusCode::OK, write_example_response(&results)?))
 }
 
 async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) -> Result<Response, RestError> {

@@ -6,5 +6,5 @@ pub mod example_parse;
 pub mod images;
 pub mod predict;
 
-pub use classify::{classify, regress};
+pub use classify::run_example_method;
 pub use predict::{predict, run_model, PredictOutcome};
