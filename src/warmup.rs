@@ -89,18 +89,24 @@ fn run_predict(servable: &dyn Servable, request: PredictRequest) -> ServingResul
     handle.block_on(predict(servable, signature, inputs, &request.output_filter, None)).map(|_| ())
 }
 
+/// Runs a Classify or Regress warmup request `times` times.
 fn run_examples(
     servable: &dyn Servable,
     spec: Option<&crate::proto::tensorflow::serving::ModelSpec>,
     input: Option<&crate::proto::tensorflow::serving::Input>,
     method: ExampleMethod,
+    times: usize,
 ) -> ServingResult<()> {
     let signature = spec.map(|s| s.signature_name.as_str()).unwrap_or_default();
     let input = crate::codec::example_proto::input_from_proto(input)?;
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| ServingError::internal("warmup needs the server's async runtime"))?;
-    let result = handle.block_on(crate::inference::run_example_method(servable, method, signature, &input, None));
-    result.map(|_| ()).map_err(|e| ServingError::new(e.code, format!("warmup request failed: {}", e.message)))
+    for _ in 0..times {
+        handle
+            .block_on(crate::inference::run_example_method(servable, method, signature, &input, None))
+            .map_err(|e| ServingError::new(e.code, format!("warmup request failed: {}", e.message)))?;
+    }
+    Ok(())
 }
 
 /// Runs the warmup file of `version_dir` against `servable`, `iterations` times per record.
@@ -139,25 +145,13 @@ pub fn run_warmup(servable: &dyn Servable, version_dir: &Path, iterations: usize
                 }
                 Some(prediction_log::LogType::ClassifyLog(log)) => {
                     let request = log.request.unwrap_or_default();
-                    for _ in 0..iterations.max(1) {
-                        run_examples(
-                            servable,
-                            request.model_spec.as_ref(),
-                            request.input.as_ref(),
-                            ExampleMethod::Classify,
-                        )?;
-                    }
+                    let (spec, input) = (request.model_spec.as_ref(), request.input.as_ref());
+                    run_examples(servable, spec, input, ExampleMethod::Classify, iterations.max(1))?;
                 }
                 Some(prediction_log::LogType::RegressLog(log)) => {
                     let request = log.request.unwrap_or_default();
-                    for _ in 0..iterations.max(1) {
-                        run_examples(
-                            servable,
-                            request.model_spec.as_ref(),
-                            request.input.as_ref(),
-                            ExampleMethod::Regress,
-                        )?;
-                    }
+                    let (spec, input) = (request.model_spec.as_ref(), request.input.as_ref());
+                    run_examples(servable, spec, input, ExampleMethod::Regress, iterations.max(1))?;
                 }
                 Some(prediction_log::LogType::MultiInferenceLog(log)) => {
                     let request = log.request.unwrap_or_default();
@@ -166,7 +160,7 @@ pub fn run_warmup(servable: &dyn Servable, version_dir: &Path, iterations: usize
                             // NOTE: any method other than classify runs as regress, as before.
                             let method =
                                 ExampleMethod::from_method_name(&task.method_name).unwrap_or(ExampleMethod::Regress);
-                            run_examples(servable, task.model_spec.as_ref(), request.input.as_ref(), method)?;
+                            run_examples(servable, task.model_spec.as_ref(), request.input.as_ref(), method, 1)?;
                         }
                     }
                 }

@@ -119,3 +119,21 @@ pub enum ExampleResults {
     /// Regress: one value per example.
     Values(Vec<f32>),
 }
+
+impl ExampleResults {
+    /// Returns Classify's classes, or `None` for Regress results.
+    pub fn classes(&self) -> Option<&[Vec<Class>]> {
+        match self {
+            ExampleResults::Classes(classes) => Some(classes),
+            ExampleResults::Values(_) => None,
+        }
+    }
+
+    /// Returns Regress's values, or `None` for Classify results.
+    pub fn values(&self) -> Option<&[f32]> {
+        match self {
+            ExampleResults::Values(values) => Some(values),
+            ExampleResults::Classes(_) => None,
+        }
+    }
+}

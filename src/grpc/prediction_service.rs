@@ -121,11 +121,10 @@ impl PredictionServiceImpl {
     ) -> ServingResult<ClassificationResponse> {
         let (model_spec, results) =
             self.example_request(request.model_spec.as_ref(), request.input.as_ref(), Classify, deadline).await?;
-        let result = match results {
-            ExampleResults::Classes(classes) => Some(classification_result(&classes)),
-            ExampleResults::Values(_) => None,
-        };
-        Ok(ClassificationResponse { model_spec: Some(model_spec), result })
+        Ok(ClassificationResponse {
+            model_spec: Some(model_spec),
+            result: results.classes().map(classification_result),
+        })
     }
 
     async fn regress_request(
@@ -135,11 +134,7 @@ impl PredictionServiceImpl {
     ) -> ServingResult<RegressionResponse> {
         let (model_spec, results) =
             self.example_request(request.model_spec.as_ref(), request.input.as_ref(), Regress, deadline).await?;
-        let result = match results {
-            ExampleResults::Values(values) => Some(regression_result(&values)),
-            ExampleResults::Classes(_) => None,
-        };
-        Ok(RegressionResponse { model_spec: Some(model_spec), result })
+        Ok(RegressionResponse { model_spec: Some(model_spec), result: results.values().map(regression_result) })
     }
 
     /// Classify or Regress: runs the method on the model the spec names; returns the spec
