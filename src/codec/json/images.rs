@@ -93,4 +93,27 @@ mod tests {
         let deep = format!("{}\"YQ==\"{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(images(&deep, "img").expect("deep lists").len(), 1);
     }
+
+    #[test]
+    fn a_predict_body_is_read_once_as_images_or_tensors() {
+        use crate::codec::json::tests::decode_tests::sigs;
+        use crate::codec::json::{parse_predict_body, JsonFormat, PredictBody};
+        use crate::core::tensor::DType;
+
+        let signatures = sigs(&[("image", DType::String)]);
+        let alias = |signature: &str| (signature == "serving_default").then(|| "image".to_string());
+        let body = br#"{"inputs": {"image": [{"b64": "YQ=="}]}}"#;
+        let images = parse_predict_body(body, &signatures, alias).expect("images");
+        let expected = PredictBody::Images { signature_name: "serving_default".into(), images: vec![Bytes::from("a")] };
+        assert_eq!(images, expected);
+        let PredictBody::Tensors(request) = parse_predict_body(body, &signatures, |_| None).expect("tensors") else {
+            panic!("no image input: tensors expected")
+        };
+        assert_eq!(
+            (request.format, request.inputs["image"].strings().map(<[Bytes]>::len)),
+            (JsonFormat::Columnar, Some(1))
+        );
+        let error = parse_predict_body(br#"{"instances": [{"b64": 1}"#, &signatures, alias).expect_err("malformed");
+        assert_eq!(error.message, "JSON Parse error: Missing a comma or ']' after an array element. at offset: 25");
+    }
 }
