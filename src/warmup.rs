@@ -11,6 +11,7 @@ use prost::Message;
 use tracing::info;
 
 use crate::codec::tensor_proto::decode_tensor;
+use crate::core::example::ExampleMethod;
 use crate::core::{
     Code, LoadDecorator, Loader, Servable, ServableId, ServingError, ServingResult, Tensor, DEFAULT_SIGNATURE,
 };
@@ -88,22 +89,24 @@ fn run_predict(servable: &dyn Servable, request: PredictRequest) -> ServingResul
     handle.block_on(predict(servable, signature, inputs, &request.output_filter, None)).map(|_| ())
 }
 
+/// Runs a Classify or Regress warmup request `times` times.
 fn run_examples(
     servable: &dyn Servable,
     spec: Option<&crate::proto::tensorflow::serving::ModelSpec>,
     input: Option<&crate::proto::tensorflow::serving::Input>,
-    classify: bool,
+    method: ExampleMethod,
+    times: usize,
 ) -> ServingResult<()> {
     let signature = spec.map(|s| s.signature_name.as_str()).unwrap_or_default();
     let input = crate::codec::example_proto::input_from_proto(input)?;
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| ServingError::internal("warmup needs the server's async runtime"))?;
-    let result = if classify {
-        handle.block_on(crate::inference::classify(servable, signature, &input, None)).map(|_| ())
-    } else {
-        handle.block_on(crate::inference::regress(servable, signature, &input, None)).map(|_| ())
-    };
-    result.map_err(|e| ServingError::new(e.code, format!("warmup request failed: {}", e.message)))
+    for _ in 0..times {
+        handle
+            .block_on(crate::inference::run_example_method(servable, method, signature, &input, None))
+            .map_err(|e| ServingError::new(e.code, format!("warmup request failed: {}", e.message)))?;
+    }
+    Ok(())
 }
 
 /// Runs the warmup file of `version_dir` against `servable`, `iterations` times per record.
@@ -142,22 +145,22 @@ pub fn run_warmup(servable: &dyn Servable, version_dir: &Path, iterations: usize
                 }
                 Some(prediction_log::LogType::ClassifyLog(log)) => {
                     let request = log.request.unwrap_or_default();
-                    for _ in 0..iterations.max(1) {
-                        run_examples(servable, request.model_spec.as_ref(), request.input.as_ref(), true)?;
-                    }
+                    let (spec, input) = (request.model_spec.as_ref(), request.input.as_ref());
+                    run_examples(servable, spec, input, ExampleMethod::Classify, iterations.max(1))?;
                 }
                 Some(prediction_log::LogType::RegressLog(log)) => {
                     let request = log.request.unwrap_or_default();
-                    for _ in 0..iterations.max(1) {
-                        run_examples(servable, request.model_spec.as_ref(), request.input.as_ref(), false)?;
-                    }
+                    let (spec, input) = (request.model_spec.as_ref(), request.input.as_ref());
+                    run_examples(servable, spec, input, ExampleMethod::Regress, iterations.max(1))?;
                 }
                 Some(prediction_log::LogType::MultiInferenceLog(log)) => {
                     let request = log.request.unwrap_or_default();
                     for _ in 0..iterations.max(1) {
                         for task in &request.tasks {
-                            let classify = task.method_name == "tensorflow/serving/classify";
-                            run_examples(servable, task.model_spec.as_ref(), request.input.as_ref(), classify)?;
+                            // NOTE: any method other than classify runs as regress, as before.
+                            let method =
+                                ExampleMethod::from_method_name(&task.method_name).unwrap_or(ExampleMethod::Regress);
+                            run_examples(servable, task.model_spec.as_ref(), request.input.as_ref(), method, 1)?;
                         }
                     }
                 }

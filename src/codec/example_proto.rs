@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::core::example::{Example, ExampleInput, Feature};
+use crate::core::example::{Example, ExampleInput, ExampleResults, Feature};
 use crate::core::{ServingError, ServingResult};
 use crate::proto::tensorflow as tf;
 use crate::proto::tensorflow::serving as tfs;
@@ -67,6 +67,16 @@ pub fn classification_result(results: &[Vec<(Bytes, f32)>]) -> tfs::Classificati
 /// One `Regression` per example.
 pub fn regression_result(values: &[f32]) -> tfs::RegressionResult {
     tfs::RegressionResult { regressions: values.iter().map(|&value| tfs::Regression { value }).collect() }
+}
+
+/// The result of one MultiInference task.
+pub fn inference_result(results: &ExampleResults) -> tfs::inference_result::Result {
+    match results {
+        ExampleResults::Classes(classes) => {
+            tfs::inference_result::Result::ClassificationResult(classification_result(classes))
+        }
+        ExampleResults::Values(values) => tfs::inference_result::Result::RegressionResult(regression_result(values)),
+    }
 }
 
 #[cfg(test)]

@@ -81,3 +81,59 @@ pub struct FeatureSpec {
 pub struct ExampleSpec {
     pub features: Vec<FeatureSpec>,
 }
+
+/// A tf.Example method: Classify or Regress, as TF's signature method names say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExampleMethod {
+    Classify,
+    Regress,
+}
+
+impl ExampleMethod {
+    /// Returns the method of TF's signature method name (`tensorflow/serving/classify` or
+    /// `tensorflow/serving/regress`).
+    pub fn from_method_name(name: &str) -> Option<Self> {
+        match name {
+            CLASSIFY_METHOD_NAME => Some(ExampleMethod::Classify),
+            REGRESS_METHOD_NAME => Some(ExampleMethod::Regress),
+            _ => None,
+        }
+    }
+}
+
+/// TF's method name for classify signatures.
+pub const CLASSIFY_METHOD_NAME: &str = "tensorflow/serving/classify";
+
+/// TF's method name for regress signatures.
+pub const REGRESS_METHOD_NAME: &str = "tensorflow/serving/regress";
+
+/// One class of one example: its label (`""` without a `classes` output) and score (`0.0`
+/// without a `scores` output).
+pub type Class = (Bytes, f32);
+
+/// The results of a Classify or Regress call, one entry per example.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExampleResults {
+    /// Classify: the classes of each example.
+    Classes(Vec<Vec<Class>>),
+    /// Regress: one value per example.
+    Values(Vec<f32>),
+}
+
+impl ExampleResults {
+    /// Returns Classify's classes, or `None` for Regress results.
+    pub fn classes(&self) -> Option<&[Vec<Class>]> {
+        match self {
+            ExampleResults::Classes(classes) => Some(classes),
+            ExampleResults::Values(_) => None,
+        }
+    }
+
+    /// Returns Regress's values, or `None` for Classify results.
+    pub fn values(&self) -> Option<&[f32]> {
+        match self {
+            ExampleResults::Values(values) => Some(values),
+            ExampleResults::Classes(_) => None,
+        }
+    }
+}

@@ -154,6 +154,20 @@ impl AspiredVersionsManager {
         Some(versions.values().rev().cloned().collect())
     }
 
+    /// Returns what TF's GetModelStatus reports: every tracked version of a model (highest
+    /// first), or only `version` when given, with TF's NOT_FOUND messages otherwise.
+    pub fn model_status(&self, name: &str, version: Option<i64>) -> ServingResult<Vec<VersionStatus>> {
+        let statuses = self
+            .version_statuses(name)
+            .ok_or_else(|| ServingError::not_found(format!("Could not find any versions of model {name}")))?;
+        let Some(version) = version else { return Ok(statuses) };
+        let found: Vec<VersionStatus> = statuses.into_iter().filter(|s| s.version == version).collect();
+        if found.is_empty() {
+            return Err(ServingError::not_found(format!("Could not find version {version} of model {name}")));
+        }
+        Ok(found)
+    }
+
     /// Returns the names of every model the manager tracks, sorted.
     pub fn model_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.shared.status_rx.borrow().keys().cloned().collect();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::manager::*;
 use super::testing::{aspired, FakeAdapter};
-use crate::core::{AspiredVersionsSink, ServableState, VersionRequest};
+use crate::core::{AspiredVersionsSink, Code, ServableState, VersionRequest};
 
 async fn wait_for(manager: &AspiredVersionsManager, name: &str, version: i64, state: ServableState) -> VersionStatus {
     let mut status_rx = manager.subscribe();
@@ -132,4 +132,19 @@ async fn labels_resolve_to_versions() {
     assert_eq!(handle.id.version, 1);
     let error = manager.handle("m", &VersionRequest::Label("canary".into())).expect_err("unknown label");
     assert_eq!(error.message, "Unrecognized servable version label: canary");
+}
+
+#[tokio::test]
+async fn model_status_lists_versions_or_names_the_missing_one() {
+    let manager = crate::core::testing::serve_half_plus_two("m").await;
+    let all = manager.model_status("m", None).expect("tracked");
+    assert_eq!(all.iter().map(|s| (s.version, s.state)).collect::<Vec<_>>(), vec![(1, ServableState::Available)]);
+    assert_eq!(manager.model_status("m", Some(1)).expect("version 1").len(), 1);
+    let missing = manager.model_status("m", Some(3)).expect_err("no version 3");
+    assert_eq!((missing.code, missing.message.as_str()), (Code::NotFound, "Could not find version 3 of model m"));
+    let unknown = manager.model_status("other", None).expect_err("unknown model");
+    assert_eq!(
+        (unknown.code, unknown.message.as_str()),
+        (Code::NotFound, "Could not find any versions of model other")
+    );
 }

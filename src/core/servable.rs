@@ -33,6 +33,16 @@ pub enum VersionRequest {
     Label(String),
 }
 
+impl VersionRequest {
+    /// Reads a version number given as text (surrounding blanks allowed), with TF's
+    /// INVALID_ARGUMENT `Failed to convert version: <text> to numeric.` otherwise.
+    pub fn specific(text: &str) -> ServingResult<VersionRequest> {
+        text.trim().parse::<i64>().map(VersionRequest::Specific).map_err(|_| {
+            super::error::ServingError::invalid_argument(format!("Failed to convert version: {text} to numeric."))
+        })
+    }
+}
+
 /// The lifecycle states that GetModelStatus reports, with TF Serving's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ServableState {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::error::{ServingError, ServingResult};
 use super::tensor::DType;
 
 /// The signature used when a request names none.
@@ -34,3 +35,25 @@ pub struct SignatureDef {
 
 /// All signatures of a servable, keyed by signature name.
 pub type SignatureMap = BTreeMap<String, SignatureDef>;
+
+/// Returns the signature `name`, or TF's INVALID_ARGUMENT
+/// `Serving signature name: "<name>" not found in signature def`.
+pub fn find_signature<'a>(signatures: &'a SignatureMap, name: &str) -> ServingResult<&'a SignatureDef> {
+    signatures.get(name).ok_or_else(|| {
+        ServingError::invalid_argument(format!("Serving signature name: \"{name}\" not found in signature def"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_signature_gets_tf_message() {
+        let signatures: SignatureMap = [(DEFAULT_SIGNATURE.to_string(), SignatureDef::default())].into();
+        assert!(find_signature(&signatures, DEFAULT_SIGNATURE).is_ok());
+        let error = find_signature(&signatures, "nope").expect_err("missing");
+        assert_eq!(error.code, super::super::error::Code::InvalidArgument);
+        assert_eq!(error.message, r#"Serving signature name: "nope" not found in signature def"#);
+    }
+}

@@ -25,23 +25,12 @@ impl ModelServiceImpl {
 
     fn status_request(&self, request: GetModelStatusRequest) -> ServingResult<GetModelStatusResponse> {
         let spec = request.model_spec.ok_or_else(|| ServingError::invalid_argument("Missing ModelSpec"))?;
-        let name = spec.name;
-        let statuses = self
-            .state
-            .manager
-            .version_statuses(&name)
-            .ok_or_else(|| ServingError::not_found(format!("Could not find any versions of model {name}")))?;
         // NOTE: as in TF Serving, a version label is ignored and every version is listed.
-        let statuses: Vec<VersionStatus> = match spec.version_choice {
-            Some(crate::proto::tensorflow::serving::model_spec::VersionChoice::Version(version)) => {
-                let found: Vec<_> = statuses.into_iter().filter(|s| s.version == version).collect();
-                if found.is_empty() {
-                    return Err(ServingError::not_found(format!("Could not find version {version} of model {name}")));
-                }
-                found
-            }
-            _ => statuses,
+        let version = match spec.version_choice {
+            Some(crate::proto::tensorflow::serving::model_spec::VersionChoice::Version(version)) => Some(version),
+            _ => None,
         };
+        let statuses = self.state.manager.model_status(&spec.name, version)?;
         Ok(GetModelStatusResponse { model_version_status: statuses.iter().map(version_status_proto).collect() })
     }
 }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::error::to_status;
 use super::model_spec::{deadline, echo, resolve};
 use super::GrpcState;
-use crate::codec::example_proto::{classification_result, input_from_proto, regression_result};
+use crate::codec::example_proto::{classification_result, inference_result, input_from_proto, regression_result};
 use crate::codec::signature_proto::{signature_def_map, SIGNATURE_DEF_MAP_TYPE_URL};
 
 /// The suffix of the extra output that carries a map output's class keys over gRPC.
@@ -21,22 +21,21 @@ pub const MAP_CLASSES_SUFFIX: &str = "_classes";
 pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
 const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
 use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
-use crate::core::{ServableHandle, ServingError, ServingResult, SignatureDef, Tensor};
-use crate::inference::{inline_or_blocking, predict};
+use crate::core::example::ExampleMethod::{self, Classify, Regress};
+use crate::core::example::ExampleResults;
+use crate::core::{ServingError, ServingResult, Tensor};
+use crate::inference::{inline_or_blocking, predict, run_example_method};
 use crate::observability::account;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
 use crate::proto::tensorflow::serving::{
-    inference_result, ClassificationRequest, ClassificationResponse, GetModelMetadataRequest, GetModelMetadataResponse,
-    InferenceResult, MultiInferenceRequest, MultiInferenceResponse, PredictRequest, PredictResponse, RegressionRequest,
-    RegressionResponse,
+    ClassificationRequest, ClassificationResponse, GetModelMetadataRequest, GetModelMetadataResponse, InferenceResult,
+    Input, ModelSpec, MultiInferenceRequest, MultiInferenceResponse, PredictRequest, PredictResponse,
+    RegressionRequest, RegressionResponse,
 };
 use crate::proto::tensorflow::TensorProto;
 
 /// Requests whose typed fields hold more values than this are decoded off the async runtime.
 const INLINE_DECODE_VALUES: usize = 64 * 1024;
-
-const CLASSIFY_METHOD: &str = "tensorflow/serving/classify";
-const REGRESS_METHOD: &str = "tensorflow/serving/regress";
 
 /// The PredictionService implementation.
 #[derive(Clone)]
@@ -120,14 +119,11 @@ impl PredictionServiceImpl {
         request: ClassificationRequest,
         deadline: Option<Instant>,
     ) -> ServingResult<ClassificationResponse> {
-        let spec = resolve(request.model_spec.as_ref())?;
-        let handle = self.state.manager.handle(&spec.name, &spec.version)?;
-        let input = input_from_proto(request.input.as_ref())?;
-        let (signature, results) =
-            crate::inference::classify(handle.servable.as_ref(), &spec.signature_name, &input, deadline).await?;
+        let (model_spec, results) =
+            self.example_request(request.model_spec.as_ref(), request.input.as_ref(), Classify, deadline).await?;
         Ok(ClassificationResponse {
-            model_spec: Some(echo(&spec.name, handle.id.version, &signature)),
-            result: Some(classification_result(&results)),
+            model_spec: Some(model_spec),
+            result: results.classes().map(classification_result),
         })
     }
 
@@ -136,15 +132,26 @@ impl PredictionServiceImpl {
         request: RegressionRequest,
         deadline: Option<Instant>,
     ) -> ServingResult<RegressionResponse> {
-        let spec = resolve(request.model_spec.as_ref())?;
+        let (model_spec, results) =
+            self.example_request(request.model_spec.as_ref(), request.input.as_ref(), Regress, deadline).await?;
+        Ok(RegressionResponse { model_spec: Some(model_spec), result: results.values().map(regression_result) })
+    }
+
+    /// Classify or Regress: runs the method on the model the spec names; returns the spec
+    /// echoed with the version and signature used, and the results.
+    async fn example_request(
+        &self,
+        spec: Option<&ModelSpec>,
+        input: Option<&Input>,
+        method: ExampleMethod,
+        deadline: Option<Instant>,
+    ) -> ServingResult<(ModelSpec, ExampleResults)> {
+        let spec = resolve(spec)?;
         let handle = self.state.manager.handle(&spec.name, &spec.version)?;
-        let input = input_from_proto(request.input.as_ref())?;
+        let input = input_from_proto(input)?;
         let (signature, results) =
-            crate::inference::regress(handle.servable.as_ref(), &spec.signature_name, &input, deadline).await?;
-        Ok(RegressionResponse {
-            model_spec: Some(echo(&spec.name, handle.id.version, &signature)),
-            result: Some(regression_result(&results)),
-        })
+            run_example_method(handle.servable.as_ref(), method, &spec.signature_name, &input, deadline).await?;
+        Ok((echo(&spec.name, handle.id.version, &signature), results))
     }
 
     /// MultiInference: every task on the model of the first, each a Classify or Regress of
@@ -161,6 +168,7 @@ impl PredictionServiceImpl {
             .ok_or_else(|| ServingError::invalid_argument("MultiInferenceRequest must contain at least one task"))?;
         let model = first.model_spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
         let mut signatures = BTreeSet::new();
+        let mut methods = Vec::with_capacity(request.tasks.len());
         for task in &request.tasks {
             let name = task.model_spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default();
             if name.is_empty() {
@@ -175,43 +183,30 @@ impl PredictionServiceImpl {
             if !signatures.insert(signature.clone()) {
                 return Err(ServingError::invalid_argument(format!("Duplicate evaluation of signature: {signature}")));
             }
-            if task.method_name != CLASSIFY_METHOD && task.method_name != REGRESS_METHOD {
+            let Some(method) = ExampleMethod::from_method_name(&task.method_name) else {
                 return Err(ServingError::unimplemented(format!(
                     "Unsupported signature method_name: {}",
                     task.method_name
                 )));
-            }
+            };
+            methods.push(method);
         }
         let spec = resolve(first.model_spec.as_ref())?;
         let handle = self.state.manager.handle(&spec.name, &spec.version)?;
         let input = input_from_proto(request.input.as_ref())?;
         let servable = handle.servable.as_ref();
         let mut results = Vec::with_capacity(request.tasks.len());
-        for task in &request.tasks {
+        for (task, method) in request.tasks.iter().zip(methods) {
             let signature = resolve(task.model_spec.as_ref())?.signature_name;
-            example_signature(&handle, &signature)?;
-            let result = if task.method_name == CLASSIFY_METHOD {
-                let (_, classes) = crate::inference::classify(servable, &signature, &input, deadline).await?;
-                inference_result::Result::ClassificationResult(classification_result(&classes))
-            } else {
-                let (_, values) = crate::inference::regress(servable, &signature, &input, deadline).await?;
-                inference_result::Result::RegressionResult(regression_result(&values))
-            };
+            crate::inference::classify::example_signature(servable, &signature)?;
+            let (_, task_results) = run_example_method(servable, method, &signature, &input, deadline).await?;
             results.push(InferenceResult {
                 model_spec: Some(echo(&spec.name, handle.id.version, &signature)),
-                result: Some(result),
+                result: Some(inference_result(&task_results)),
             });
         }
         Ok(MultiInferenceResponse { results })
     }
-}
-
-fn example_signature<'a>(handle: &'a ServableHandle, name: &str) -> ServingResult<&'a SignatureDef> {
-    handle
-        .servable
-        .signatures()
-        .get(name)
-        .ok_or_else(|| ServingError::invalid_argument(format!("No signature was found with the name: {name}")))
 }
 
 fn typed_len(proto: &TensorProto) -> usize {

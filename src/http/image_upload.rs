@@ -11,7 +11,8 @@ use axum::response::Response;
 
 use super::error::{json_response, RestError};
 use super::AppState;
-use crate::codec::json::{write_image_response, write_predict_response};
+use crate::codec::json::simple::{parse_simple_request, SimpleInputs};
+use crate::codec::json::{write_image_response, write_predict_response, JsonFormat};
 use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest, DEFAULT_SIGNATURE};
 use crate::inference::images::{image_input_alias, predict_images};
 use crate::inference::predict;
@@ -72,12 +73,7 @@ pub async fn read_upload(headers: &HeaderMap, body: Bytes) -> ServingResult<Uplo
 /// none.
 pub fn upload_version(version: VersionRequest, upload: &Upload) -> ServingResult<VersionRequest> {
     match (&version, &upload.model_version) {
-        (VersionRequest::Latest, Some(text)) if !text.trim().is_empty() => {
-            let parsed = text.trim().parse::<i64>().map_err(|_| {
-                ServingError::invalid_argument(format!("Failed to convert version: {text} to numeric."))
-            })?;
-            Ok(VersionRequest::Specific(parsed))
-        }
+        (VersionRequest::Latest, Some(text)) if !text.trim().is_empty() => VersionRequest::specific(text),
         _ => Ok(version),
     }
 }
@@ -95,6 +91,23 @@ pub async fn predict_upload(state: &AppState, handle: &ServableHandle, upload: U
     Ok(json_response(StatusCode::OK, body))
 }
 
+/// Returns the model a `POST /` request is for: the one it names, else `default`, else the
+/// only model served. `what` names the request in the error.
+fn served_model(state: &AppState, named: Option<String>, what: &str) -> ServingResult<String> {
+    if let Some(name) = named {
+        return Ok(name);
+    }
+    let names = state.manager.model_names();
+    match names.as_slice() {
+        _ if names.iter().any(|n| n == "default") => Ok("default".to_string()),
+        [only] => Ok(only.clone()),
+        _ => Err(ServingError::invalid_argument(format!(
+            "{what} has no model_name and several models are served: {}",
+            names.join(", ")
+        ))),
+    }
+}
+
 /// `POST /`: an upload for the model in its `model_name` field, or `default`, or the only
 /// model served.
 pub async fn root_upload(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Response, RestError> {
@@ -102,120 +115,27 @@ pub async fn root_upload(state: &AppState, headers: &HeaderMap, body: Bytes) -> 
         return root_json(state, body).await;
     }
     let upload = read_upload(headers, body).await?;
-    let names = state.manager.model_names();
-    let name = match upload.model_name.clone().filter(|n| !n.is_empty()) {
-        Some(name) => name,
-        None if names.iter().any(|n| n == "default") => "default".to_string(),
-        None if names.len() == 1 => names[0].clone(),
-        None => {
-            return Err(RestError(ServingError::invalid_argument(format!(
-                "the form has no model_name and several models are served: {}",
-                names.join(", ")
-            ))))
-        }
-    };
+    let name = served_model(state, upload.model_name.clone().filter(|n| !n.is_empty()), "the form")?;
     let handle = state.manager.handle(&name, &upload_version(VersionRequest::Latest, &upload)?)?;
     predict_upload(state, &handle, upload).await
 }
 
-/// Decodes an image's base64 by TF's rules, in the standard alphabet or else the web-safe one.
-fn decode_base64(index: usize, text: &str) -> ServingResult<Bytes> {
-    use crate::codec::base64::{base64_unescape, web_safe_base64_unescape};
-    base64_unescape(text.as_bytes())
-        .or_else(|| web_safe_base64_unescape(text.as_bytes()))
-        .map(Bytes::from)
-        .ok_or_else(|| ServingError::invalid_argument(format!("image {index}: Unable to base64 decode")))
-}
-
-/// Collects base64 images from a JSON value: `{"b64": s}`, a plain string, a list of
-/// either, or `{"<alias>": ...}` holding them.
-fn collect_b64(value: &serde_json::Value, alias: &str, images: &mut Vec<Bytes>) -> ServingResult<()> {
-    use serde_json::Value;
-    match value {
-        Value::String(text) => images.push(decode_base64(images.len(), text)?),
-        Value::Object(map) => match (map.get("b64"), map.get(alias)) {
-            (Some(Value::String(text)), _) if map.len() == 1 => images.push(decode_base64(images.len(), text)?),
-            (_, Some(inner)) if map.len() == 1 => collect_b64(inner, alias, images)?,
-            _ => {
-                return Err(ServingError::invalid_argument(format!(
-                    "expected {{\"b64\": \"<image>\"}} or {{\"{alias}\": ...}} for the image input, got an object with keys {}",
-                    map.keys().cloned().collect::<Vec<_>>().join(",")
-                )))
-            }
-        },
-        Value::Array(items) => {
-            for item in items {
-                collect_b64(item, alias, images)?;
-            }
-        }
-        other => {
-            return Err(ServingError::invalid_argument(format!(
-                "expected a base64 image for input '{alias}', got {other}"
-            )))
-        }
-    }
-    Ok(())
-}
-
-/// Reads TF Serving JSON whose image input carries base64 images (`{"instances":
-/// [{"b64": ...}]}` or `{"inputs": ...}`) as an upload. `None` when the body is not such JSON.
-pub fn b64_upload(body: &[u8], alias: &str) -> ServingResult<Option<Upload>> {
-    if !body.windows(5).any(|w| w == b"\"b64\"") {
-        return Ok(None);
-    }
-    let Ok(serde_json::Value::Object(request)) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Ok(None);
-    };
-    let Some(images_value) = request.get("instances").or_else(|| request.get("inputs")) else { return Ok(None) };
-    let mut images = Vec::new();
-    collect_b64(images_value, alias, &mut images)?;
-    let signature_name = request.get("signature_name").and_then(|v| v.as_str()).map(str::to_string);
-    Ok(Some(Upload { images, signature_name, ..Default::default() }))
-}
-
 /// Simple TF Serving's JSON on `POST /`: `{"model_name", "model_version", "data": {"<input>": [...]}}`.
-/// Base64 strings go to an image input; anything else is sent as TF Serving's columnar
-/// `{"inputs": data}`.
+/// Base64 strings go to an image input; anything else is decoded as TF Serving's columnar
+/// `inputs`, answered as `{"outputs": ...}`.
 pub async fn root_json(state: &AppState, body: Bytes) -> Result<Response, RestError> {
-    let request: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| ServingError::invalid_argument(format!("JSON Parse error: {e}")))?;
-    let names = state.manager.model_names();
-    let name = match request.get("model_name").and_then(|v| v.as_str()).filter(|n| !n.is_empty()) {
-        Some(name) => name.to_string(),
-        None if names.iter().any(|n| n == "default") => "default".to_string(),
-        None if names.len() == 1 => names[0].clone(),
-        None => {
-            return Err(RestError(ServingError::invalid_argument(format!(
-                "the request has no model_name and several models are served: {}",
-                names.join(", ")
-            ))))
+    let request = parse_simple_request(&body)?;
+    let name = served_model(state, request.model_name.clone(), "the request")?;
+    let handle = state.manager.handle(&name, &request.version)?;
+    let alias = image_input_alias(handle.servable.as_ref(), &request.signature_name);
+    let inputs = match request.inputs(handle.servable.signatures(), alias.as_deref())? {
+        SimpleInputs::Images(images) => {
+            let upload = Upload { images, signature_name: Some(request.signature_name), ..Default::default() };
+            return predict_upload(state, &handle, upload).await;
         }
+        SimpleInputs::Tensors(inputs) => inputs,
     };
-    let version = match request.get("model_version") {
-        None | Some(serde_json::Value::Null) => VersionRequest::Latest,
-        Some(v) => {
-            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-            VersionRequest::Specific(text.trim().parse().map_err(|_| {
-                ServingError::invalid_argument(format!("Failed to convert version: {text} to numeric."))
-            })?)
-        }
-    };
-    let signature_name =
-        request.get("signature_name").and_then(|v| v.as_str()).unwrap_or(DEFAULT_SIGNATURE).to_string();
-    let data = request
-        .get("data")
-        .ok_or_else(|| ServingError::invalid_argument("the request has no 'data' object of input values"))?;
-    let handle = state.manager.handle(&name, &version)?;
-    if let Some(alias) = image_input_alias(handle.servable.as_ref(), &signature_name) {
-        let value = data.get(&alias).unwrap_or(data);
-        let mut images = Vec::new();
-        collect_b64(value, &alias, &mut images)?;
-        let upload = Upload { images, signature_name: Some(signature_name), ..Default::default() };
-        return predict_upload(state, &handle, upload).await;
-    }
-    let columnar = serde_json::json!({ "signature_name": signature_name, "inputs": data }).to_string();
-    let parsed = crate::codec::json::parse_predict_request(columnar.as_bytes(), handle.servable.signatures())?;
     let deadline = state.rest_api_timeout.map(|timeout| Instant::now() + timeout);
-    let outcome = predict(handle.servable.as_ref(), &parsed.signature_name, parsed.inputs, &[], deadline).await?;
-    Ok(json_response(StatusCode::OK, write_predict_response(parsed.format, &outcome.outputs)?))
+    let outcome = predict(handle.servable.as_ref(), &request.signature_name, inputs, &[], deadline).await?;
+    Ok(json_response(StatusCode::OK, write_predict_response(JsonFormat::Columnar, &outcome.outputs)?))
 }

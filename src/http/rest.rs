@@ -13,14 +13,15 @@ use regex::Regex;
 use tracing::Instrument;
 
 use super::error::{json_response, RestError};
-use super::image_upload::{b64_upload, is_upload, predict_upload, read_upload, upload_version, Upload};
+use super::image_upload::{is_upload, predict_upload, read_upload, upload_version, Upload};
 use super::model_json::{metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
-use crate::codec::json::classify::{parse_example_request, write_classify_response, write_regress_response};
-use crate::codec::json::{parse_predict_request, write_predict_response};
+use crate::codec::json::classify::{parse_example_request, write_example_response};
+use crate::codec::json::{parse_predict_body, write_predict_response, PredictBody};
+use crate::core::example::ExampleMethod;
 use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest};
 use crate::inference::images::image_input_alias;
-use crate::inference::{inline_or_blocking, predict};
+use crate::inference::{inline_or_blocking, predict, run_example_method};
 use crate::observability::account;
 
 static REST_PATH: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^/v1/.*$"));
@@ -162,10 +163,7 @@ async fn handle_post(
                 // NOTE: the model is resolved before the body is looked at, as TF Serving does,
                 // and this one handle serves the whole request.
                 let handle = state.manager.handle(&target.name, &target.version)?;
-                match b64_image_request(&handle, &body)? {
-                    Some(upload) => predict_upload(state, &handle, upload).await,
-                    None => predict_route(state, handle, body).await,
-                }
+                predict_route(state, handle, body).await
             }
             .instrument(span);
             account(&model, "predict", "REST", request).await
@@ -181,21 +179,6 @@ async fn handle_post(
     }
 }
 
-/// Returns the upload of a TF Serving JSON request whose image input carries `{"b64": ...}`.
-fn b64_image_request(handle: &ServableHandle, body: &[u8]) -> ServingResult<Option<Upload>> {
-    if !body.windows(5).any(|w| w == b"\"b64\"") {
-        return Ok(None);
-    }
-    let signature = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("signature_name").and_then(|s| s.as_str()).map(str::to_string))
-        .unwrap_or_else(|| crate::core::DEFAULT_SIGNATURE.to_string());
-    match image_input_alias(handle.servable.as_ref(), &signature) {
-        Some(alias) => b64_upload(body, &alias),
-        None => Ok(None),
-    }
-}
-
 /// `:classify` and `:regress`: tf.Example JSON in, `{"results": ...}` out.
 async fn example_route(
     state: &AppState,
@@ -207,29 +190,31 @@ async fn example_route(
     let handle = state.manager.handle(&target.name, &target.version)?;
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
     let request = parse_example_request(&body)?;
-    let servable = handle.servable.as_ref();
-    let body = if classify {
-        let (_, results) =
-            crate::inference::classify(servable, &request.signature_name, &request.input, deadline).await?;
-        write_classify_response(&results)?
-    } else {
-        let (_, results) =
-            crate::inference::regress(servable, &request.signature_name, &request.input, deadline).await?;
-        write_regress_response(&results)?
-    };
-    Ok(json_response(StatusCode::OK, body))
+    let method = if classify { ExampleMethod::Classify } else { ExampleMethod::Regress };
+    let (_, results) =
+        run_example_method(handle.servable.as_ref(), method, &request.signature_name, &request.input, deadline).await?;
+    Ok(json_response(StatusCode::OK, write_example_response(&results)?))
 }
 
 async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) -> Result<Response, RestError> {
     let started = Instant::now();
     tracing::Span::current().record("version", handle.id.version);
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
-    let signatures_handle = handle.clone();
+    let body_handle = handle.clone();
     let inline = body.len() <= INLINE_CODEC_LIMIT;
-    let request = inline_or_blocking(inline, "request decoding", move || {
-        parse_predict_request(&body, signatures_handle.servable.signatures())
+    // NOTE: the body is parsed once; base64 images for the image input take the upload path.
+    let parsed = inline_or_blocking(inline, "request decoding", move || {
+        let servable = body_handle.servable.as_ref();
+        parse_predict_body(&body, servable.signatures(), |signature| image_input_alias(servable, signature))
     })
     .await?;
+    let request = match parsed {
+        PredictBody::Tensors(request) => request,
+        PredictBody::Images { signature_name, images } => {
+            let upload = Upload { images, signature_name: Some(signature_name), ..Default::default() };
+            return predict_upload(state, &handle, upload).await;
+        }
+    };
     let outcome = predict(handle.servable.as_ref(), &request.signature_name, request.inputs, &[], deadline).await?;
     drop(handle);
     let format = request.format;
@@ -262,23 +247,7 @@ fn status_or_metadata(state: &AppState, target: &ModelPath, metadata: bool) -> R
         ))?
     } else {
         // NOTE: TF Serving ignores a label on status requests and lists every version.
-        let statuses = state
-            .manager
-            .version_statuses(&target.name)
-            .ok_or_else(|| ServingError::not_found(format!("Could not find any versions of model {}", target.name)))?;
-        let statuses: Vec<_> = match target.has_version {
-            Some(version) => {
-                let found: Vec<_> = statuses.into_iter().filter(|s| s.version == version).collect();
-                if found.is_empty() {
-                    return Err(RestError(ServingError::not_found(format!(
-                        "Could not find version {version} of model {}",
-                        target.name
-                    ))));
-                }
-                found
-            }
-            None => statuses,
-        };
+        let statuses = state.manager.model_status(&target.name, target.has_version)?;
         to_pretty_bytes(&status_json(&statuses))?
     };
     Ok(json_response(StatusCode::OK, body))

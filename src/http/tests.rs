@@ -174,3 +174,42 @@ async fn bad_paths_are_malformed_requests() {
     let (status, body) = get("/v1/models").await;
     assert_eq!((status, error(&body).as_str()), (StatusCode::BAD_REQUEST, "Missing model name in request."));
 }
+
+#[tokio::test]
+async fn b64_and_simple_json_bodies_get_the_tape_errors() {
+    let cases = [
+        (
+            PREDICT,
+            r#"{"instances": [{"b64": "YQ=="}"#,
+            "JSON Parse error: Missing a comma or ']' after an array element. at offset: 30",
+        ),
+        (PREDICT, r#"{"signature_name": 7, "inputs": {"b64": ""}}"#, "'signature_name' key must be a string value."),
+        ("/", "{nope", "JSON Parse error: Missing a name for object member. at offset: 1"),
+        (
+            "/",
+            r#"{"data": {"b64": "YQ=="#,
+            "JSON Parse error: Missing a closing quotation mark in string. at offset: 22",
+        ),
+        ("/", "[1]", "Is not object"),
+        ("/", r#"{"model_version": "two", "data": {}}"#, "Failed to convert version: two to numeric."),
+        ("/", r#"{"model_name": "half_plus_two"}"#, "the request has no 'data' object of input values"),
+    ];
+    for (path, body, message) in cases {
+        let (status, text) = post(path, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?} gave {text}");
+        assert!(error(&text).contains(message), "{body:?}: expected {message:?} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn simple_json_inputs_are_columnar() {
+    let (status, body) = post("/", r#"{"model_version": 1, "data": {"x": [[1.0], [3.0]]}}"#).await;
+    assert_eq!((status, parse(&body)), (StatusCode::OK, json!({"outputs": [[2.5], [3.5]]})));
+    let (status, body) = post("/", r#"{"model_name": "half_plus_two", "data": 4.0}"#).await;
+    assert_eq!((status, parse(&body)), (StatusCode::OK, json!({"outputs": 4.0})));
+    let (status, body) = post("/", r#"{"model_name": "nope", "data": {}}"#).await;
+    assert_eq!(
+        (status, error(&body).as_str()),
+        (StatusCode::NOT_FOUND, "Servable not found for request: Latest(nope)")
+    );
+}

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::error::{json_response, RestError};
 use super::image_upload::root_upload;
 use super::AppState;
-use crate::core::{DType, ServingError, TensorInfo, VersionRequest, DEFAULT_SIGNATURE};
+use crate::core::{find_signature, DType, ServingError, TensorInfo, VersionRequest, DEFAULT_SIGNATURE};
 
 const PAGE: &str = include_str!("ui.html");
 
@@ -73,11 +73,7 @@ fn example_value(info: &TensorInfo) -> Value {
 /// Returns an example `{"instances": [...]}` for a signature.
 fn example_request(state: &AppState, name: &str) -> Result<Value, RestError> {
     let handle = state.manager.handle(name, &VersionRequest::Latest)?;
-    let signature = handle.servable.signatures().get(DEFAULT_SIGNATURE).ok_or_else(|| {
-        ServingError::invalid_argument(format!(
-            "Serving signature name: \"{DEFAULT_SIGNATURE}\" not found in signature def"
-        ))
-    })?;
+    let signature = find_signature(handle.servable.signatures(), DEFAULT_SIGNATURE)?;
     let instance = match signature.inputs.iter().collect::<Vec<_>>().as_slice() {
         [(_, info)] => example_value(info),
         inputs => Value::Object(inputs.iter().map(|(alias, info)| ((*alias).clone(), example_value(info))).collect()),

@@ -8,12 +8,9 @@ use bytes::Bytes;
 
 use super::example_parse::{examples_to_inputs, spec_of};
 use super::predict::run_model;
-use crate::core::example::ExampleInput;
+pub use crate::core::example::Class;
+use crate::core::example::{ExampleInput, ExampleMethod, ExampleResults};
 use crate::core::{DType, Servable, ServingError, ServingResult, SignatureDef, Tensor, DEFAULT_SIGNATURE};
-
-/// One class of one example: its label (`""` without a `classes` output) and score (`0.0`
-/// without a `scores` output).
-pub type Class = (Bytes, f32);
 
 /// Looks up a Classify/Regress signature (INVALID_ARGUMENT when missing, as TF says it).
 pub fn example_signature<'a>(servable: &'a dyn Servable, name: &str) -> ServingResult<(String, &'a SignatureDef)> {
@@ -25,19 +22,11 @@ pub fn example_signature<'a>(servable: &'a dyn Servable, name: &str) -> ServingR
     Ok((name.to_string(), signature))
 }
 
-/// The method a request runs, which picks the signature outputs its results come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    Classify,
-    Regress,
-}
-
-impl Method {
-    fn output_aliases(self) -> &'static [&'static str] {
-        match self {
-            Method::Classify => &["classes", "scores"],
-            Method::Regress => &["outputs"],
-        }
+/// The signature outputs (by alias) a method's results come from.
+fn output_aliases(method: ExampleMethod) -> &'static [&'static str] {
+    match method {
+        ExampleMethod::Classify => &["classes", "scores"],
+        ExampleMethod::Regress => &["outputs"],
     }
 }
 
@@ -55,14 +44,13 @@ async fn run_examples(
     servable: &dyn Servable,
     signature_name: &str,
     input: &ExampleInput,
-    method: Method,
+    method: ExampleMethod,
     deadline: Option<Instant>,
 ) -> ServingResult<(String, MethodOutputs)> {
     let (name, signature) = example_signature(servable, signature_name)?;
     let spec = spec_of(&name, signature)?;
     let inputs = examples_to_inputs(input, &spec)?;
-    let present: Vec<(&'static str, String)> = method
-        .output_aliases()
+    let present: Vec<(&'static str, String)> = output_aliases(method)
         .iter()
         .filter_map(|&alias| signature.outputs.get(alias).map(|info| (alias, info.name.clone())))
         .collect();
@@ -181,26 +169,24 @@ pub fn regressions(outputs: Option<&Tensor>, batch: usize) -> ServingResult<Vec<
     Ok(tensor.values::<f32>().map(|v| v.into_owned()).unwrap_or_default())
 }
 
-/// Classify: one list of classes per example. Returns the signature name used.
-pub async fn classify(
+/// Runs Classify (one list of classes per example) or Regress (one value per example) on
+/// Examples. Returns the signature name used.
+pub async fn run_example_method(
     servable: &dyn Servable,
+    method: ExampleMethod,
     signature_name: &str,
     input: &ExampleInput,
     deadline: Option<Instant>,
-) -> ServingResult<(String, Vec<Vec<Class>>)> {
-    let (name, outputs) = run_examples(servable, signature_name, input, Method::Classify, deadline).await?;
-    Ok((name, classifications(outputs.get("classes"), outputs.get("scores"), input.examples.len())?))
-}
-
-/// Regress: one value per example. Returns the signature name used.
-pub async fn regress(
-    servable: &dyn Servable,
-    signature_name: &str,
-    input: &ExampleInput,
-    deadline: Option<Instant>,
-) -> ServingResult<(String, Vec<f32>)> {
-    let (name, outputs) = run_examples(servable, signature_name, input, Method::Regress, deadline).await?;
-    Ok((name, regressions(outputs.get("outputs"), input.examples.len())?))
+) -> ServingResult<(String, ExampleResults)> {
+    let (name, outputs) = run_examples(servable, signature_name, input, method, deadline).await?;
+    let batch = input.examples.len();
+    let results = match method {
+        ExampleMethod::Classify => {
+            ExampleResults::Classes(classifications(outputs.get("classes"), outputs.get("scores"), batch)?)
+        }
+        ExampleMethod::Regress => ExampleResults::Values(regressions(outputs.get("outputs"), batch)?),
+    };
+    Ok((name, results))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::blocking::inline_or_blocking;
 use super::predict::{predict, PredictOutcome};
 use crate::codec::image::plan::{ImageInputs, Labels, TopLabel};
 use crate::codec::image::{images_to_tensor, ImageLimits};
-use crate::core::{DType, Servable, ServingError, ServingResult, Tensor};
+use crate::core::{find_signature, DType, Servable, ServingError, ServingResult, Tensor};
 
 /// What an image prediction returns: the outputs, and per image its top classes when the
 /// model has labels.
@@ -32,11 +32,7 @@ pub async fn predict_images(
     images: Vec<Bytes>,
     deadline: Option<Instant>,
 ) -> ServingResult<ImagePrediction> {
-    if !servable.signatures().contains_key(signature_name) {
-        return Err(ServingError::invalid_argument(format!(
-            "Serving signature name: \"{signature_name}\" not found in signature def"
-        )));
-    }
+    find_signature(servable.signatures(), signature_name)?;
     let image_inputs = servable
         .extensions()
         .get::<ImageInputs>()

@@ -8,5 +8,5 @@ pub mod images;
 pub mod predict;
 
 pub use blocking::inline_or_blocking;
-pub use classify::{classify, regress};
+pub use classify::run_example_method;
 pub use predict::{predict, run_model, PredictOutcome};

@@ -9,7 +9,7 @@ use super::float::write_f32;
 use super::request::{format_error, invalid, parse_request, requested_signature, ROOT};
 use super::tape::{Tag, Tape};
 use super::text::write_json_string;
-use crate::core::example::{Example, ExampleInput, Feature};
+use crate::core::example::{Example, ExampleInput, ExampleResults, Feature};
 use crate::core::ServingResult;
 
 /// A parsed Classify or Regress request.
@@ -135,48 +135,44 @@ pub fn parse_example_request(body: &[u8]) -> ServingResult<ExampleRequest> {
     Ok(ExampleRequest { signature_name, input: ExampleInput { examples, context } })
 }
 
-/// `{"results": [[["label", score], ...], ...]}`: labels as rapidjson writes strings (bytes
-/// unchanged, control characters escaped), scores as TF's `WriteDecimal` prints them.
-pub fn write_classify_response(results: &[Vec<(Bytes, f32)>]) -> ServingResult<Vec<u8>> {
-    if results.is_empty() {
-        return Err(invalid("Cannot convert empty ClassificationResults to JSON"));
+/// Writes Classify results as `{"results": [[["label", score], ...], ...]}` (labels as rapidjson
+/// writes strings: bytes unchanged, control characters escaped) and Regress results as
+/// `{"results": [v1, v2, ...]}`; scores and values as TF's `WriteDecimal` prints them.
+pub fn write_example_response(results: &ExampleResults) -> ServingResult<Vec<u8>> {
+    let (len, what) = match results {
+        ExampleResults::Classes(classes) => (classes.len(), "ClassificationResults"),
+        ExampleResults::Values(values) => (values.len(), "RegressionResults"),
+    };
+    if len == 0 {
+        return Err(invalid(format!("Cannot convert empty {what} to JSON")));
     }
-    let mut out = b"{\"results\":[".to_vec();
-    for (row, classes) in results.iter().enumerate() {
-        if row > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
-        for (index, (label, score)) in classes.iter().enumerate() {
-            if index > 0 {
+    let mut out = b"{\"results\":".to_vec();
+    match results {
+        ExampleResults::Classes(classes) => write_list(&mut out, classes, |out, classes| {
+            write_list(out, classes, |out, (label, score)| {
+                out.push(b'[');
+                write_json_string(out, label);
                 out.push(b',');
-            }
-            out.push(b'[');
-            write_json_string(&mut out, label);
-            out.push(b',');
-            write_f32(*score, &mut out);
-            out.push(b']');
-        }
-        out.push(b']');
+                write_f32(*score, out);
+                out.push(b']');
+            })
+        }),
+        ExampleResults::Values(values) => write_list(&mut out, values, |out, value| write_f32(*value, out)),
     }
-    out.extend_from_slice(b"]}");
+    out.push(b'}');
     Ok(out)
 }
 
-/// `{"results": [v1, v2, ...]}`.
-pub fn write_regress_response(values: &[f32]) -> ServingResult<Vec<u8>> {
-    if values.is_empty() {
-        return Err(invalid("Cannot convert empty RegressionResults to JSON"));
-    }
-    let mut out = b"{\"results\":[".to_vec();
-    for (index, value) in values.iter().enumerate() {
+/// Writes `[item, item, ...]`.
+fn write_list<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (index, item) in items.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
-        write_f32(*value, &mut out);
+        write(out, item);
     }
-    out.extend_from_slice(b"]}");
-    Ok(out)
+    out.push(b']');
 }
 
 #[cfg(test)]
@@ -223,9 +219,18 @@ mod tests {
     #[test]
     fn results_are_written_as_tf_serving_writes_them() {
         let classes = vec![vec![(Bytes::from("a"), 3.0f32), (Bytes::new(), 0.25)]];
-        assert_eq!(write_classify_response(&classes).expect("ok"), br#"{"results":[[["a",3.0],["",0.25]]]}"#.to_vec());
-        assert_eq!(write_regress_response(&[3.0, 3.5]).expect("ok"), br#"{"results":[3.0,3.5]}"#.to_vec());
-        assert!(write_regress_response(&[]).expect_err("empty").message.contains("empty RegressionResults"));
+        assert_eq!(
+            write_example_response(&ExampleResults::Classes(classes)).expect("ok"),
+            br#"{"results":[[["a",3.0],["",0.25]]]}"#.to_vec()
+        );
+        assert_eq!(
+            write_example_response(&ExampleResults::Values(vec![3.0, 3.5])).expect("ok"),
+            br#"{"results":[3.0,3.5]}"#.to_vec()
+        );
+        assert!(write_example_response(&ExampleResults::Values(vec![]))
+            .expect_err("empty")
+            .message
+            .contains("empty RegressionResults"));
     }
 
     #[test]
@@ -327,7 +332,7 @@ mod tests {
     fn labels_are_written_as_rapidjson_writes_strings() {
         let classes = vec![vec![(Bytes::from_static(b"a\"\x01\xff"), 0.5f32)]];
         assert_eq!(
-            write_classify_response(&classes).expect("ok"),
+            write_example_response(&ExampleResults::Classes(classes)).expect("ok"),
             b"{\"results\":[[[\"a\\\"\\u0001\xff\",0.5]]]}".to_vec()
         );
     }

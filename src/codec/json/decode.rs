@@ -7,36 +7,53 @@ use super::request::{format_error, invalid, parse_request, requested_signature, 
 use super::tape::{Tag, Tape};
 use super::{JsonFormat, PredictJsonRequest};
 use crate::core::error::{ServingError, ServingResult};
-use crate::core::signature::{SignatureDef, SignatureMap, DEFAULT_SIGNATURE};
+use crate::core::signature::{find_signature, SignatureDef, SignatureMap, DEFAULT_SIGNATURE};
 use crate::core::tensor::{DType, Tensor};
 
 pub(crate) fn parse_predict_request(body: &[u8], signatures: &SignatureMap) -> ServingResult<PredictJsonRequest> {
     let tape = parse_request(body)?;
     let requested = requested_signature(&tape)?;
-    let signature_name = if requested.is_empty() { DEFAULT_SIGNATURE.to_owned() } else { requested.clone() };
-    let signature = signatures
-        .get(&signature_name)
-        .ok_or_else(|| invalid(format!("Serving signature name: \"{signature_name}\" not found in signature def")))?;
-    if signature.inputs.is_empty() {
-        let shown = if requested.is_empty() { "DEFAULT" } else { requested.as_str() };
-        return Err(invalid(format!("Failed to get input map for signature: {shown}")));
-    }
+    decode_predict_request(&tape, &requested, signatures)
+}
+
+/// Decodes a parsed predict request; `requested` is its `signature_name` (empty when absent).
+pub(crate) fn decode_predict_request(
+    tape: &Tape<'_>,
+    requested: &str,
+    signatures: &SignatureMap,
+) -> ServingResult<PredictJsonRequest> {
+    let (signature_name, signature) = predict_signature(signatures, requested)?;
     let instances = tape.find_member(ROOT, b"instances");
     let inputs = tape.find_member(ROOT, b"inputs");
     let (format, inputs) = match (instances, inputs) {
         (Some(_), Some(_)) => {
             return Err(format_error(
-                &tape,
+                tape,
                 ROOT,
                 "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to \
                  exist ",
             ));
         }
-        (Some(list), None) => (JsonFormat::Row, decode_instances(&tape, list, signature)?),
-        (None, Some(value)) => (JsonFormat::Columnar, decode_inputs(&tape, value, signature)?),
+        (Some(list), None) => (JsonFormat::Row, decode_instances(tape, list, signature)?),
+        (None, Some(value)) => (JsonFormat::Columnar, decode_inputs(tape, value, signature)?),
         (None, None) => return Err(invalid("Missing 'inputs' or 'instances' key")),
     };
     Ok(PredictJsonRequest { signature_name, format, inputs })
+}
+
+/// Returns the signature a predict request runs (`serving_default` when `requested` is empty)
+/// and checks it has inputs, with TF's messages.
+pub(crate) fn predict_signature<'s>(
+    signatures: &'s SignatureMap,
+    requested: &str,
+) -> ServingResult<(String, &'s SignatureDef)> {
+    let signature_name = if requested.is_empty() { DEFAULT_SIGNATURE } else { requested };
+    let signature = find_signature(signatures, signature_name)?;
+    if signature.inputs.is_empty() {
+        let shown = if requested.is_empty() { "DEFAULT" } else { requested };
+        return Err(invalid(format!("Failed to get input map for signature: {shown}")));
+    }
+    Ok((signature_name.to_owned(), signature))
 }
 
 /// Reusable buffers for shape detection and the fill walk.
@@ -205,7 +222,12 @@ fn shape_string(shape: &[usize]) -> String {
     format!("[{}]", dims.join(","))
 }
 
-fn decode_inputs(tape: &Tape<'_>, value: usize, signature: &SignatureDef) -> ServingResult<BTreeMap<String, Tensor>> {
+/// Decodes columnar `inputs`: a plain value for a single input, else an object by alias.
+pub(crate) fn decode_inputs(
+    tape: &Tape<'_>,
+    value: usize,
+    signature: &SignatureDef,
+) -> ServingResult<BTreeMap<String, Tensor>> {
     let mut tensors = BTreeMap::new();
     let mut scratch = Scratch::default();
     if tape.tag(value) != Tag::Object || tape.is_b64_object(value) {

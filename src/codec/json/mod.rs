@@ -4,7 +4,8 @@
 //! Every request is parsed once into a flat tape (no `serde_json::Value`), with rapidjson's
 //! error messages and offsets. Predict's `instances` (row) or `inputs` (columnar) value is then
 //! decoded straight into typed buffers using the signature's input dtypes; classify and
-//! regress `examples` become tf.Example features. Responses are written compactly; whitespace
+//! regress `examples` become tf.Example features; base64 images for an image input, and
+//! Simple TF Serving's `POST /` JSON, come from the same tape. Responses are written compactly; whitespace
 //! differs from TF's PrettyWriter, values and structure do not.
 //!
 //! Known differences from TF Serving, all in corners clients do not reach:
@@ -22,10 +23,12 @@ mod error;
 mod float;
 mod float_layout;
 mod float_round;
+mod images;
 mod labels;
 mod lexer;
 mod number;
 mod request;
+pub mod simple;
 mod tape;
 mod text;
 
@@ -34,8 +37,10 @@ mod tests;
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use crate::core::error::ServingResult;
-use crate::core::signature::SignatureMap;
+use crate::core::signature::{SignatureMap, DEFAULT_SIGNATURE};
 use crate::core::tensor::Tensor;
 
 pub use float::{write_f32, write_f64};
@@ -65,6 +70,40 @@ pub struct PredictJsonRequest {
 /// layout or type problems, UNIMPLEMENTED for input dtypes JSON cannot express (columnar).
 pub fn parse_predict_request(body: &[u8], signatures: &SignatureMap) -> ServingResult<PredictJsonRequest> {
     decode::parse_predict_request(body, signatures)
+}
+
+/// A predict body, read once: base64 images for the requested signature's image input, or
+/// input tensors.
+#[derive(Debug, PartialEq)]
+pub enum PredictBody {
+    /// `{"b64": ...}` images (or base64 strings) sent for the image input of `signature_name`.
+    Images {
+        signature_name: String,
+        images: Vec<Bytes>,
+    },
+    Tensors(PredictJsonRequest),
+}
+
+/// Decodes a predict body against the servable's signatures, as `parse_predict_request`;
+/// when the body holds `"b64"` and `image_alias` names the requested signature's image input,
+/// returns that input's images (from `instances`, else `inputs`) instead.
+pub fn parse_predict_body(
+    body: &[u8],
+    signatures: &SignatureMap,
+    image_alias: impl FnOnce(&str) -> Option<String>,
+) -> ServingResult<PredictBody> {
+    let tape = request::parse_request(body)?;
+    let requested = request::requested_signature(&tape)?;
+    if images::mentions_b64(body) {
+        let signature_name = if requested.is_empty() { DEFAULT_SIGNATURE } else { requested.as_str() };
+        let value =
+            tape.find_member(request::ROOT, b"instances").or_else(|| tape.find_member(request::ROOT, b"inputs"));
+        if let (Some(alias), Some(value)) = (image_alias(signature_name), value) {
+            let images = images::collect_images(&tape, value, &alias)?;
+            return Ok(PredictBody::Images { signature_name: signature_name.to_owned(), images });
+        }
+    }
+    decode::decode_predict_request(&tape, &requested, signatures).map(PredictBody::Tensors)
 }
 
 /// Encodes output tensors (alias, tensor) as `{"predictions": ...}` or `{"outputs": ...}`.

@@ -1,6 +1,6 @@
 //! Unit tests for the JSON codec, split by concept.
 
-mod decode_tests;
+pub(crate) mod decode_tests;
 mod encode_tests;
 mod float_tests;
 mod lexer_tests;
