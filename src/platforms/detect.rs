@@ -29,8 +29,9 @@ pub fn detect(version_dir: &Path) -> ServingResult<(&'static str, String)> {
     match onnx {
         Some(file) => Ok(("onnx", format!("{} is an ONNX model", file_name(&file)))),
         None => Err(ServingError::not_found(format!(
-            "cannot tell the platform of {}: it holds no saved_model.pb (tensorflow) and no .onnx file (onnx); \
-             give --model_platform or model_platform in the model config file",
+            "cannot tell the platform of {}: it holds no saved_model.pb (tensorflow) and no ONNX model (onnx: \
+             expected model.onnx or exactly one *.onnx file); give --model_platform or model_platform in the \
+             model config file",
             version_dir.display()
         ))),
     }
@@ -72,7 +73,7 @@ mod tests {
     fn the_directory_names_the_platform() {
         let dir = tempfile::tempdir().expect("tempdir");
         let error = detect(dir.path()).expect_err("empty");
-        assert!(error.message.contains("no saved_model.pb (tensorflow) and no .onnx file"), "{}", error.message);
+        assert!(error.message.contains("no saved_model.pb (tensorflow) and no ONNX model"), "{}", error.message);
         std::fs::write(dir.path().join("exported.onnx"), b"x").expect("write");
         assert_eq!(detect(dir.path()).expect("onnx"), ("onnx", "exported.onnx is an ONNX model".to_string()));
         // A SavedModel with a conversion beside it is still a SavedModel.
