@@ -1,14 +1,8 @@
 //! `Extensions`: what a loader attaches to a version for the layers above core (how images
-//! feed an input, say), one value per type, and the servable that carries them.
+//! feed an input, say), one value per type.
 
 use std::any::Any;
 use std::sync::Arc;
-
-use tokio::sync::oneshot;
-
-use super::error::ServingResult;
-use super::servable::{RunOutputs, RunRequest, Servable};
-use super::signature::SignatureMap;
 
 /// Values keyed by their type. Core never looks inside; the layer that owns a type attaches
 /// it at load time and reads it per request. Cloning shares the values.
@@ -44,45 +38,6 @@ impl Extensions {
 impl std::fmt::Debug for Extensions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Extensions").field("len", &self.values.len()).finish()
-    }
-}
-
-/// A servable with extensions attached by the loader step; everything else is the inner
-/// servable's.
-pub struct ExtendedServable {
-    inner: Arc<dyn Servable>,
-    extensions: Extensions,
-}
-
-impl ExtendedServable {
-    /// Returns `inner` itself when there is nothing to attach.
-    pub fn wrap(inner: Arc<dyn Servable>, extensions: Extensions) -> Arc<dyn Servable> {
-        if extensions.is_empty() {
-            return inner;
-        }
-        Arc::new(Self { inner, extensions })
-    }
-}
-
-impl Servable for ExtendedServable {
-    fn signatures(&self) -> &SignatureMap {
-        self.inner.signatures()
-    }
-
-    fn submit(&self, request: RunRequest) -> oneshot::Receiver<ServingResult<RunOutputs>> {
-        self.inner.submit(request)
-    }
-
-    fn run_blocking(&self, request: RunRequest) -> ServingResult<RunOutputs> {
-        self.inner.run_blocking(request)
-    }
-
-    fn execution_providers(&self) -> Vec<String> {
-        self.inner.execution_providers()
-    }
-
-    fn extensions(&self) -> &Extensions {
-        &self.extensions
     }
 }
 

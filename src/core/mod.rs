@@ -5,6 +5,7 @@
 pub mod decorate;
 pub mod error;
 pub mod example;
+pub mod extended;
 pub mod extensions;
 pub mod handle;
 pub mod loader;
@@ -22,7 +23,8 @@ pub(crate) mod testing;
 
 pub use decorate::{Decorated, LoadDecorator};
 pub use error::{Code, ServingError, ServingResult};
-pub use extensions::{ExtendedServable, Extensions};
+pub use extended::ExtendedServable;
+pub use extensions::Extensions;
 pub use handle::ServableHandle;
 pub use loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
 pub use manager::{AspiredVersionsManager, ManagerOptions, VersionStatus};

@@ -5,11 +5,8 @@
 //! `float_round` decides the digits and `float_layout` lays them out as `%g` text.
 
 use super::float_layout::format_g;
+pub(crate) use super::float_layout::FLOAT_BUF;
 use super::float_round::{exact_g, exact_round, fast_f32, fast_six, Rounded, Width};
-
-/// Room for the longest text `format_f32`/`format_f64` write (24 bytes) plus the slack their
-/// fixed-size copies overwrite.
-pub(crate) const FLOAT_BUF: usize = 40;
 
 /// Writes an f32 exactly as TF Serving's `WriteDecimal<float>`.
 ///

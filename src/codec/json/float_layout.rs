@@ -1,8 +1,11 @@
 //! Laying out rounded digits as `%g` text: trailing zeros stripped, exponent form outside
 //! 1e-4..10^precision, `.0` appended to bare integers, digits written without divisions.
 
-use super::float::FLOAT_BUF;
 use super::text::DIGIT_PAIRS;
+
+/// Room for the longest text `format_f32`/`format_f64` write (24 bytes) plus the slack their
+/// fixed-size copies overwrite.
+pub(crate) const FLOAT_BUF: usize = 40;
 
 /// Writes a rounded value in `%g` style at `buf[pos..]` and returns the end: trailing zeros
 /// stripped, exponent form when the exponent is below -4 or at least the precision, and `.0`
