@@ -49,9 +49,7 @@ WHEELS = [
 
 # Fields we deliberately leave out: (message full name, field number) -> reason.
 # Our own additions to upstream messages, with numbers far from TF's; TF clients skip them.
-EXTENSION_FIELDS = {
-    (".tensorflow.serving.ModelVersionStatus", 1000): "execution_providers (onnx-serving extension)",
-}
+EXTENSION_FIELDS = {}
 
 TRIMMED_FIELDS = {
     (".tensorflow.MetaGraphDef", 2): "graph_def (GraphDef pulls in graph/node_def/function/attr_value)",

@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{copy_dir, repo_path, run_to_exit, skip_unless, ServerProcess};
-use onnx_serving::proto::tensorflow::serving::model_service_client::ModelServiceClient;
-use onnx_serving::proto::tensorflow::serving::{GetModelStatusRequest, ModelSpec};
+use onnx_serving::proto::onnx_serving::ExecutionProviders;
+use onnx_serving::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+use onnx_serving::proto::tensorflow::serving::{GetModelMetadataRequest, ModelSpec};
+use prost::Message;
 use serde_json::{json, Value};
 
 const CPU: &str = "CPUExecutionProvider";
@@ -51,21 +53,28 @@ async fn check_cpu_fallback(server: &ServerProcess, reason: &str) {
     }
     let available = server.log_lines_with("servable version is available");
     assert!(available.iter().any(|l| l.contains(CPU)), "the status log line shows the providers: {available:?}");
-    // REST status and metadata carry the providers in use.
+    // TF Serving's documents stay exactly its own; the providers in use are in our extension
+    // document and, over gRPC, in the opt-in `execution_providers` metadata field.
     let status = get(server, "/v1/models/hpt").await;
-    assert_eq!(status["model_version_status"][0]["execution_providers"], json!([CPU]), "{status}");
+    assert!(status["model_version_status"][0].get("execution_providers").is_none(), "{status}");
     let metadata = get(server, "/v1/models/hpt/metadata").await;
-    assert_eq!(metadata["metadata"]["execution_providers"], json!([CPU]), "{metadata}");
-    // And so does gRPC GetModelStatus, in the extension field.
+    assert!(metadata["metadata"].get("execution_providers").is_none(), "{metadata}");
+    let providers = get(server, "/v1/models/hpt/execution_providers").await;
+    assert_eq!(providers["model_version_status"][0]["execution_providers"], json!([CPU]), "{providers}");
     let address = server.grpc_address.expect("gRPC address");
-    let mut client = ModelServiceClient::connect(format!("http://{address}")).await.expect("connect");
+    let mut client = PredictionServiceClient::connect(format!("http://{address}")).await.expect("connect");
     let spec = ModelSpec { name: "hpt".into(), ..Default::default() };
     let response = client
-        .get_model_status(GetModelStatusRequest { model_spec: Some(spec) })
+        .get_model_metadata(GetModelMetadataRequest {
+            model_spec: Some(spec),
+            metadata_field: vec!["execution_providers".into()],
+        })
         .await
-        .expect("GetModelStatus")
+        .expect("GetModelMetadata")
         .into_inner();
-    assert_eq!(response.model_version_status[0].execution_providers, vec![CPU.to_string()]);
+    let any = response.metadata.get("execution_providers").expect("the asked-for field");
+    let providers = ExecutionProviders::decode(any.value.as_slice()).expect("ExecutionProviders");
+    assert_eq!(providers.providers, vec![CPU.to_string()]);
 }
 
 #[tokio::test]

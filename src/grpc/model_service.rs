@@ -44,7 +44,6 @@ fn version_status_proto(status: &VersionStatus) -> ModelVersionStatus {
         version: status.version,
         state: status.state as i32,
         status: Some(StatusProto { error_code, error_message }),
-        execution_providers: status.execution_providers.clone(),
     }
 }
 

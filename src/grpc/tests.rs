@@ -147,7 +147,6 @@ async fn status_reports_the_available_version() {
     assert_eq!((status.version, status.state), (1, 30), "version 1 is AVAILABLE");
     let proto = status.status.as_ref().expect("status proto");
     assert_eq!((proto.error_code, proto.error_message.as_str()), (0, ""));
-    assert_eq!(status.execution_providers, vec!["CPU".to_string()]);
 
     assert_status(
         service.get_model_status(Request::new(GetModelStatusRequest { model_spec: spec("missing") })).await,

@@ -1,4 +1,5 @@
-//! The status and metadata JSON documents of TF Serving's REST API.
+//! The status and metadata JSON documents of TF Serving's REST API, field for field, and our
+//! one extension document beside them.
 
 use serde_json::{json, Map, Value};
 
@@ -24,16 +25,27 @@ pub fn status_json(statuses: &[VersionStatus]) -> Value {
                 Some(error) => (error.code.name(), error.message.as_str()),
                 None => ("OK", ""),
             };
-            let mut entry = json!({
+            json!({
                 "version": status.version.to_string(),
                 "state": status.state.name(),
                 "status": { "error_code": code, "error_message": message },
-            });
-            // NOTE: our extension, only on versions that run; TF Serving clients ignore it.
-            if !status.execution_providers.is_empty() {
-                entry["execution_providers"] = json!(status.execution_providers);
-            }
-            entry
+            })
+        })
+        .collect();
+    json!({ "model_version_status": versions })
+}
+
+/// Builds our extension document (`.../execution_providers`, which TF Serving does not have):
+/// the execution providers each version runs on, empty for versions not loaded.
+pub fn execution_providers_json(statuses: &[VersionStatus]) -> Value {
+    let versions: Vec<Value> = statuses
+        .iter()
+        .map(|status| {
+            json!({
+                "version": status.version.to_string(),
+                "state": status.state.name(),
+                "execution_providers": status.execution_providers,
+            })
         })
         .collect();
     json!({ "model_version_status": versions })
@@ -51,7 +63,7 @@ fn tensor_info_json(info: &TensorInfo) -> Value {
 }
 
 /// Builds the GetModelMetadata response, with TF's double-nested `signature_def`.
-pub fn metadata_json(name: &str, version: i64, signatures: &SignatureMap, providers: &[String]) -> Value {
+pub fn metadata_json(name: &str, version: i64, signatures: &SignatureMap) -> Value {
     let mut defs = Map::new();
     for (signature_name, signature) in signatures {
         let inputs: Map<String, Value> =
@@ -69,6 +81,6 @@ pub fn metadata_json(name: &str, version: i64, signatures: &SignatureMap, provid
     }
     json!({
         "model_spec": { "name": name, "signature_name": "", "version": version.to_string() },
-        "metadata": { "signature_def": { "signature_def": defs }, "execution_providers": providers },
+        "metadata": { "signature_def": { "signature_def": defs } },
     })
 }

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::error::{json_response, RestError};
 use super::image_upload::{is_upload, predict_upload, read_upload, upload_version, Upload};
-use super::model_json::{metadata_json, status_json, to_pretty_bytes};
+use super::model_json::{execution_providers_json, metadata_json, status_json, to_pretty_bytes};
 use super::AppState;
 use crate::codec::json::classify::{parse_example_request, write_example_response};
 use crate::codec::json::{parse_predict_body, write_predict_response, PredictBody};
@@ -30,7 +30,9 @@ static POST_PATH: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?i)^/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$")
 });
 static GET_PATH: LazyLock<Regex> = LazyLock::new(|| {
-    compile(r"(?i)^/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$")
+    compile(
+        r"(?i)^/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata|execution_providers))?$",
+    )
 });
 
 fn compile(pattern: &str) -> Regex {
@@ -232,23 +234,23 @@ async fn handle_get(state: &AppState, method: &Method, path: &str) -> Result<Res
         return Err(RestError(ServingError::invalid_argument("Missing model name in request.")));
     };
     let target = model_path(name, group(2), group(3))?;
-    let metadata = group(4) == Some("metadata");
-    account(&target.name, "", "REST", async { status_or_metadata(state, &target, metadata) }).await
+    let document = group(4).map(str::to_ascii_lowercase);
+    account(&target.name, "", "REST", async { model_document(state, &target, document.as_deref()) }).await
 }
 
-fn status_or_metadata(state: &AppState, target: &ModelPath, metadata: bool) -> Result<Response, RestError> {
-    let body = if metadata {
+/// Status (no suffix), `metadata`, or our `execution_providers` extension.
+fn model_document(state: &AppState, target: &ModelPath, document: Option<&str>) -> Result<Response, RestError> {
+    let body = if document == Some("metadata") {
         let handle = state.manager.handle(&target.name, &target.version)?;
-        to_pretty_bytes(&metadata_json(
-            &target.name,
-            handle.id.version,
-            handle.servable.signatures(),
-            &handle.servable.execution_providers(),
-        ))?
+        to_pretty_bytes(&metadata_json(&target.name, handle.id.version, handle.servable.signatures()))?
     } else {
         // NOTE: TF Serving ignores a label on status requests and lists every version.
         let statuses = state.manager.model_status(&target.name, target.has_version)?;
-        to_pretty_bytes(&status_json(&statuses))?
+        if document.is_some() {
+            to_pretty_bytes(&execution_providers_json(&statuses))?
+        } else {
+            to_pretty_bytes(&status_json(&statuses))?
+        }
     };
     Ok(json_response(StatusCode::OK, body))
 }

@@ -132,7 +132,15 @@ async fn status_has_tf_serving_shape() {
     assert_eq!(
         parse(&body),
         json!({"model_version_status": [{"version": "1", "state": "AVAILABLE",
-            "status": {"error_code": "OK", "error_message": ""}, "execution_providers": ["CPU"]}]})
+            "status": {"error_code": "OK", "error_message": ""}}]}),
+        "TF Serving's document, field for field"
+    );
+    let (status, body) = get("/v1/models/half_plus_two/execution_providers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        parse(&body),
+        json!({"model_version_status": [{"version": "1", "state": "AVAILABLE", "execution_providers": ["CPU"]}]}),
+        "our extension document"
     );
     let (status, body) = get("/v1/models/half_plus_two/versions/2").await;
     assert_eq!(
