@@ -71,7 +71,7 @@ pub fn model_configs(list: &ModelConfigList, working_dir: &Path) -> ServingResul
             )));
         }
         let base_path = PathBuf::from(&entry.base_path);
-        let base_path = if base_path.is_absolute() { base_path } else { working_dir.join(base_path) };
+        let base_path = working_dir.join(base_path);
         let policy = match entry.model_version_policy.as_ref().and_then(|p| p.policy_choice.as_ref()) {
             None => VersionPolicy::Latest(1),
             Some(PolicyChoice::Latest(latest)) => VersionPolicy::Latest(latest.num_versions.max(1)),

@@ -67,13 +67,9 @@ fn choice<T: FromStr<Err = String>>(field: &str, value: &str) -> Result<Option<T
     value.parse::<T>().map(Some).map_err(|e| format!("{field}: {e}"))
 }
 
+/// Resolves a path of the file against the model's base path (an absolute one stays as it is).
 fn resolve(base: &Path, path: &str) -> PathBuf {
-    let path = PathBuf::from(path);
-    if path.is_absolute() {
-        path
-    } else {
-        base.join(path)
-    }
+    base.join(path)
 }
 
 fn image_dtype(value: &str) -> Result<Option<DType>, String> {

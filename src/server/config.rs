@@ -139,7 +139,8 @@ impl ServerConfig {
             },
             (None, Some(base_path)) => vec![ModelConfig {
                 name: args.model_name.clone(),
-                base_path: if base_path.is_absolute() { base_path.clone() } else { working_dir.join(base_path) },
+                // NOTE: joining an absolute path gives that path.
+                base_path: working_dir.join(base_path),
                 platform: args.model_platform.clone(),
                 policy: args.model_version_policy.clone(),
                 labels: Default::default(),
@@ -272,21 +273,15 @@ impl ServerConfig {
                     .custom_op_paths
                     .iter()
                     .filter(|p| !p.as_os_str().is_empty())
-                    .map(|p| if p.is_absolute() { p.clone() } else { working_dir.join(p) })
+                    .map(|p| working_dir.join(p))
                     .collect(),
-                tensorrt_cache_dir: args.tensorrt_cache_dir.as_ref().map(|p| {
-                    if p.is_absolute() {
-                        p.clone()
-                    } else {
-                        working_dir.join(p)
-                    }
-                }),
+                tensorrt_cache_dir: args.tensorrt_cache_dir.as_ref().map(|p| working_dir.join(p)),
                 ..SessionOptions::default()
             },
             conversion: {
                 let mut conversion = crate::platforms::tensorflow::ConversionOptions::default();
                 if let Some(dir) = &args.conversion_cache_dir {
-                    conversion.cache_dir = if dir.is_absolute() { dir.clone() } else { working_dir.join(dir) };
+                    conversion.cache_dir = working_dir.join(dir);
                 }
                 conversion.python = args.conversion_python.clone();
                 conversion
