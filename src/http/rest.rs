@@ -62,10 +62,12 @@ struct ModelPath {
 fn model_path(name: &str, version: Option<&str>, label: Option<&str>) -> ServingResult<ModelPath> {
     let name = percent_decode(name);
     if let Some(text) = version {
-        let parsed = text
-            .parse::<i64>()
-            .map_err(|_| ServingError::invalid_argument(format!("Failed to convert version: {text} to numeric.")))?;
-        return Ok(ModelPath { name, version: VersionRequest::Specific(parsed), has_version: Some(parsed) });
+        let version = VersionRequest::specific(text)?;
+        let has_version = match version {
+            VersionRequest::Specific(number) => Some(number),
+            _ => None,
+        };
+        return Ok(ModelPath { name, version, has_version });
     }
     if let Some(label) = label {
         return Ok(ModelPath { name, version: VersionRequest::Label(percent_decode(label)), has_version: None });
