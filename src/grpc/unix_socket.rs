@@ -74,11 +74,14 @@ pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<UnixCon
 fn relay(client: UnixStream) -> UnixConnection {
     let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
     let (client_read, mut client_write) = client.into_split();
-    let (server_read, server_write) = tokio::io::split(theirs);
+    let (server_read, mut server_write) = tokio::io::split(theirs);
     tokio::spawn(async move {
-        if let Err(error) = rewrite_requests(client_read, server_write).await {
+        if let Err(error) = rewrite_requests(client_read, &mut server_write).await {
             debug!(error = %error, "gRPC Unix-socket connection closed");
         }
+        // NOTE: however the client's side ended, the server must see the end of its input;
+        // the pipe stays open while the other half is held, so dropping is not enough.
+        let _ = server_write.shutdown().await;
     });
     tokio::spawn(async move {
         let mut server_read = server_read;
@@ -94,7 +97,7 @@ fn invalid(message: impl Into<String>) -> io::Error {
 
 /// Copies the client's HTTP/2 frames to the server, re-encoding each request header block
 /// whose `:authority` is not a valid authority.
-async fn rewrite_requests<R, W>(mut client: R, mut server: W) -> io::Result<()>
+async fn rewrite_requests<R, W>(mut client: R, server: &mut W) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -104,7 +107,7 @@ where
     server.write_all(&preface).await?;
     if &preface != PREFACE {
         // NOTE: not HTTP/2 with prior knowledge; the server answers it as it would.
-        return tokio::io::copy(&mut client, &mut server).await.map(drop);
+        return tokio::io::copy(&mut client, server).await.map(drop);
     }
     let mut headers = HeaderRewriter::new();
     let mut pending: Option<PendingHeaders> = None;
@@ -112,12 +115,29 @@ where
         let mut head = [0u8; FRAME_HEADER_LEN];
         match client.read_exact(&mut head).await {
             Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return server.shutdown().await,
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(error) => return Err(error),
         }
         let length = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
         let (kind, flags) = (head[3], head[4]);
         let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if kind != HEADERS && kind != CONTINUATION {
+            if pending.is_some() {
+                // NOTE: a frame inside an open header block is a connection error; passing it on
+                // would desynchronise the server's header table from ours.
+                return Err(invalid("a frame interrupted a request header block"));
+            }
+            // NOTE: streamed, not buffered: only header blocks are held in memory.
+            server.write_all(&head).await?;
+            let copied = tokio::io::copy(&mut (&mut client).take(length as u64), server).await?;
+            if copied != length as u64 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            continue;
+        }
+        if length > MAX_HEADER_BLOCK {
+            return Err(invalid("request header block too large"));
+        }
         let mut payload = vec![0u8; length];
         client.read_exact(&mut payload).await?;
         match (kind, pending.as_mut()) {
@@ -141,12 +161,8 @@ where
                     }
                 }
             }
-            // NOTE: anything else inside a header block is a connection error for the server to
-            // see; it is passed on as it came.
-            _ => {
-                server.write_all(&head).await?;
-                server.write_all(&payload).await?;
-            }
+            // NOTE: a HEADERS inside an open block, or a stray CONTINUATION, is a protocol error.
+            _ => return Err(invalid("HEADERS and CONTINUATION frames out of order")),
         }
     }
 }
@@ -273,7 +289,9 @@ mod tests {
         let (server_side, mut server) = tokio::io::duplex(1 << 20);
         client.write_all(&input).await.expect("write");
         drop(client);
-        rewrite_requests(client_side, server_side).await.expect("relay");
+        let mut server_side = server_side;
+        rewrite_requests(client_side, &mut server_side).await.expect("relay");
+        server_side.shutdown().await.expect("shutdown");
         let mut out = Vec::new();
         server.read_to_end(&mut out).await.expect("read");
         out
@@ -322,6 +340,35 @@ mod tests {
         let fields = loona_hpack::Decoder::new().decode(&frames[0].3).expect("decodes");
         assert_eq!(fields, vec![(b":authority".to_vec(), b"localhost:8500".to_vec())]);
         assert_eq!(frames[0].1, END_HEADERS | END_STREAM);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_early_ends_the_servers_input() {
+        for sent in [&b""[..], &PREFACE[..10], &PREFACE[..]] {
+            let (mut client, accepted) = UnixStream::pair().expect("socket pair");
+            let mut connection = relay(accepted);
+            client.write_all(sent).await.expect("write");
+            drop(client);
+            let mut rest = Vec::new();
+            let read = tokio::time::timeout(std::time::Duration::from_secs(10), connection.read_to_end(&mut rest));
+            assert!(read.await.expect("the server side sees the end").is_ok());
+            // NOTE: a partial preface is not forwarded; a whole one is.
+            assert_eq!(rest.len(), if sent.len() == PREFACE.len() { PREFACE.len() } else { 0 });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_inside_an_open_header_block_is_refused() {
+        let block = loona_hpack::Encoder::new().encode([(&b":path"[..], &b"/x"[..])]);
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(HEADERS, 0, 1, &block));
+        input.extend(frame(0x0, 0, 1, b"data"));
+        let (mut client, client_side) = tokio::io::duplex(1 << 16);
+        let (mut server_side, _server) = tokio::io::duplex(1 << 16);
+        client.write_all(&input).await.expect("write");
+        drop(client);
+        let error = rewrite_requests(client_side, &mut server_side).await.expect_err("interrupted block");
+        assert!(error.to_string().contains("interrupted"), "{error}");
     }
 
     #[test]
