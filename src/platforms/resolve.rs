@@ -12,24 +12,33 @@ use crate::core::{
     DEFAULT_SIGNATURE,
 };
 
-/// Renames signature inputs and outputs as `input_aliases` and `output_aliases` say. A name
-/// that is not in the model is an error that lists the model's names.
+/// Renames signature inputs and outputs as `input_aliases` and `output_aliases` say, all at
+/// once (so aliases may swap names). A name that is not in the model, or an alias that would
+/// give two tensors one name, is an error naming it.
 pub fn apply_aliases(signatures: &mut SignatureMap, options: &VersionOptions) -> ServingResult<()> {
     for signature in signatures.values_mut() {
         for (what, aliases, tensors) in [
             ("input_aliases", &options.input_aliases, &mut signature.inputs),
             ("output_aliases", &options.output_aliases, &mut signature.outputs),
         ] {
-            for (name, alias) in aliases {
-                let Some(info) = tensors.remove(name) else {
-                    let known: Vec<&str> = tensors.keys().map(String::as_str).collect();
-                    return Err(ServingError::failed_precondition(format!(
-                        "{FILE_NAME}: {what} names `{name}`, which the model does not have (it has: {})",
-                        known.join(", ")
-                    )));
-                };
-                tensors.insert(alias.clone(), info);
+            if let Some(name) = aliases.keys().find(|name| !tensors.contains_key(*name)) {
+                let known: Vec<&str> = tensors.keys().map(String::as_str).collect();
+                return Err(ServingError::failed_precondition(format!(
+                    "{FILE_NAME}: {what} names `{name}`, which the model does not have (it has: {})",
+                    known.join(", ")
+                )));
             }
+            let mut renamed = BTreeMap::new();
+            for (name, info) in std::mem::take(tensors) {
+                let key = aliases.get(&name).cloned().unwrap_or(name);
+                if renamed.contains_key(&key) {
+                    return Err(ServingError::failed_precondition(format!(
+                        "{FILE_NAME}: {what} would give two tensors the name `{key}`"
+                    )));
+                }
+                renamed.insert(key, info);
+            }
+            *tensors = renamed;
         }
     }
     Ok(())
@@ -122,4 +131,39 @@ pub fn attach(servable: Arc<dyn Servable>, options: &VersionOptions) -> ServingR
     let mut extensions = Extensions::default();
     extensions.insert(inputs);
     Ok(ExtendedServable::wrap(servable, extensions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::DType;
+
+    fn signatures(names: &[&str]) -> SignatureMap {
+        let info = |name: &str| TensorInfo { name: name.to_string(), dtype: DType::Float, shape: Some(vec![-1]) };
+        let inputs = names.iter().map(|n| (n.to_string(), info(n))).collect();
+        SignatureMap::from([(DEFAULT_SIGNATURE.to_string(), SignatureDef { inputs, ..SignatureDef::default() })])
+    }
+
+    fn aliases(pairs: &[(&str, &str)]) -> VersionOptions {
+        VersionOptions {
+            input_aliases: pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            ..VersionOptions::default()
+        }
+    }
+
+    #[test]
+    fn aliases_rename_at_once_and_never_merge_tensors() {
+        let mut map = signatures(&["a", "b"]);
+        apply_aliases(&mut map, &aliases(&[("a", "b"), ("b", "a")])).expect("a swap");
+        let inputs = &map[DEFAULT_SIGNATURE].inputs;
+        assert_eq!((inputs["a"].name.as_str(), inputs["b"].name.as_str()), ("b", "a"));
+
+        let mut map = signatures(&["a", "b"]);
+        let error = apply_aliases(&mut map, &aliases(&[("a", "b")])).expect_err("a collision");
+        assert!(error.message.contains("would give two tensors the name `b`"), "{}", error.message);
+
+        let mut map = signatures(&["a"]);
+        let error = apply_aliases(&mut map, &aliases(&[("zz", "x")])).expect_err("unknown");
+        assert!(error.message.contains("names `zz`, which the model does not have (it has: a)"), "{}", error.message);
+    }
 }

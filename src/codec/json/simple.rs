@@ -43,10 +43,15 @@ pub enum SimpleInputs {
 pub fn parse_simple_request(body: &[u8]) -> ServingResult<SimpleRequest<'_>> {
     let tape = parse_request(body)?;
     let requested = requested_signature(&tape)?;
-    let model_name = tape
-        .find_member(ROOT, b"model_name")
-        .filter(|&idx| tape.tag(idx) == Tag::Str && !tape.str_bytes(idx).is_empty())
-        .map(|idx| String::from_utf8_lossy(tape.str_bytes(idx)).into_owned());
+    let model_name = match tape.find_member(ROOT, b"model_name") {
+        None => None,
+        Some(idx) if tape.tag(idx) == Tag::Null => None,
+        Some(idx) if tape.tag(idx) == Tag::Str => {
+            Some(String::from_utf8_lossy(tape.str_bytes(idx)).into_owned()).filter(|name| !name.is_empty())
+        }
+        // NOTE: refused rather than ignored, so a typo never silently reaches another model.
+        Some(idx) => return Err(invalid(format!("'model_name' must be a string; was {}", tape.debug_string(idx)))),
+    };
     let version = match tape.find_member(ROOT, b"model_version") {
         None => VersionRequest::Latest,
         Some(idx) if tape.tag(idx) == Tag::Null => VersionRequest::Latest,
@@ -92,6 +97,7 @@ mod tests {
         assert_eq!((request.model_name, request.version), (None, VersionRequest::Specific(3)));
         let error = |body: &str| parse_simple_request(body.as_bytes()).err().map(|e| e.message).unwrap_or_default();
         assert_eq!(error(r#"{"model_version": "x", "data": {}}"#), "Failed to convert version: x to numeric.");
+        assert_eq!(error(r#"{"model_name": 7, "data": {}}"#), "'model_name' must be a string; was 7");
         assert_eq!(error(r#"{"model_version": 2.5, "data": {}}"#), "Failed to convert version: 2.5 to numeric.");
         assert_eq!(error(r#"{"model_name": "m"}"#), "the request has no 'data' object of input values");
         assert_eq!(error("{nope"), "JSON Parse error: Missing a name for object member. at offset: 1");
