@@ -160,8 +160,12 @@ mod tests {
 
     #[test]
     fn tf_servings_own_config_files_parse_and_fail() {
-        let good =
-            std::fs::read_to_string(crate::tfs_testdata("good_model_config.txt")).expect("good_model_config.txt");
+        let (Some(good), Some(bad)) =
+            (crate::tfs_testdata("good_model_config.txt"), crate::tfs_testdata("bad_model_config.txt"))
+        else {
+            return;
+        };
+        let good = std::fs::read_to_string(good).expect("good_model_config.txt");
         let good =
             good.replace("${TEST_HALF_PLUS_TWO_DIR}", "/m/two").replace("${TEST_HALF_PLUS_THREE_DIR}", "/m/three");
         let models = parse_model_config_text(&good, Path::new("/")).expect("good_model_config.txt parses");
@@ -169,8 +173,7 @@ mod tests {
         assert_eq!(names, vec!["half_plus_two", "half_plus_three"]);
         assert_eq!(models[0].platform, "tensorflow");
         assert_eq!(models[1].base_path, PathBuf::from("/m/three"));
-        let bad =
-            read_model_config_file(&crate::tfs_testdata("bad_model_config.txt"), Path::new("/")).expect_err("bad");
+        let bad = read_model_config_file(&bad, Path::new("/")).expect_err("bad");
         match bad {
             TextFormatError::Syntax { .. } => {
                 let message = bad.to_string();
