@@ -6,6 +6,8 @@ pub mod merge;
 pub mod params;
 pub mod params_file;
 pub mod queue;
+#[cfg(test)]
+mod queue_tests;
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};

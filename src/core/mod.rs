@@ -10,6 +10,7 @@ pub mod extensions;
 pub mod handle;
 pub mod loader;
 pub mod manager;
+mod manager_state;
 #[cfg(test)]
 mod manager_tests;
 pub mod model_config;

@@ -1,0 +1,300 @@
+//! The manager's plain state: every model's versions and their phases, the decisions of the
+//! availability-preserving policy, load retries and statuses. No channels or tasks, so the
+//! decisions are driven directly; `manager.rs` runs the effects it returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::error::{ServingError, ServingResult};
+use super::handle::DrainLease;
+use super::loader::{AspiredVersion, Loader, SourceAdapter};
+use super::policy::{availability_preserving_action, PolicyAction, PolicyVersion};
+use super::servable::{Servable, ServableId, ServableState};
+
+/// Retry behaviour for loads, as TF Serving's `--max_num_load_retries` and
+/// `--load_retry_interval_micros`.
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    pub max_num_load_retries: u32,
+    pub load_retry_interval: Duration,
+}
+
+impl Default for ManagerOptions {
+    fn default() -> Self {
+        Self { max_num_load_retries: 5, load_retry_interval: Duration::from_secs(60) }
+    }
+}
+
+/// The state of one version as GetModelStatus reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStatus {
+    pub version: i64,
+    pub state: ServableState,
+    /// Set when the version ended because of an error.
+    pub error: Option<ServingError>,
+    /// The execution providers of an AVAILABLE (or UNLOADING) version; empty otherwise.
+    pub execution_providers: Vec<String>,
+}
+
+/// Every version the manager has ever tracked, per model. END entries are kept forever.
+pub type StatusSnapshot = HashMap<String, BTreeMap<i64, VersionStatus>>;
+
+#[derive(Clone)]
+pub(super) struct ServingVersion {
+    pub(super) servable: Arc<dyn Servable>,
+    pub(super) lease: Arc<DrainLease>,
+}
+
+#[derive(Default, Clone)]
+pub(super) struct ServingModel {
+    pub(super) versions: BTreeMap<i64, ServingVersion>,
+    pub(super) labels: HashMap<String, i64>,
+}
+
+pub(super) type ServingMap = HashMap<String, ServingModel>;
+
+enum Phase {
+    New,
+    Loading,
+    RetryWait,
+    Available(ServingVersion),
+    Unloading,
+    /// Ended in error. Kept while aspired so it is not reloaded on every poll, as in TF Serving.
+    Failed,
+}
+
+struct VersionEntry {
+    path: PathBuf,
+    aspired: bool,
+    phase: Phase,
+    attempts: u32,
+    loader: Option<Arc<dyn Loader>>,
+}
+
+pub(super) struct ModelEntry {
+    adapter: Arc<dyn SourceAdapter>,
+    versions: BTreeMap<i64, VersionEntry>,
+    pub(super) labels: HashMap<String, i64>,
+}
+
+/// What the manager task must do after a state transition.
+pub(super) enum Effect {
+    Load { id: ServableId, loader: Arc<dyn Loader> },
+    ScheduleRetry { id: ServableId, delay: Duration },
+    Unload { id: ServableId, serving: ServingVersion, drained_rx: oneshot::Receiver<()> },
+}
+
+/// The manager's decisions, kept free of channels so tests can drive it directly.
+pub(super) struct ManagerState {
+    options: ManagerOptions,
+    pub(super) models: HashMap<String, ModelEntry>,
+    pub(super) status: StatusSnapshot,
+    drain_rx: HashMap<ServableId, oneshot::Receiver<()>>,
+}
+
+impl ManagerState {
+    pub(super) fn new(options: ManagerOptions) -> Self {
+        Self { options, models: HashMap::new(), status: StatusSnapshot::new(), drain_rx: HashMap::new() }
+    }
+
+    fn set_status(&mut self, id: &ServableId, state: ServableState, error: Option<ServingError>) {
+        let versions = self.status.entry(id.name.clone()).or_default();
+        let execution_providers = match state {
+            ServableState::Unloading => versions.get(&id.version).map(|s| s.execution_providers.clone()),
+            _ => None,
+        };
+        let status = VersionStatus {
+            version: id.version,
+            state,
+            error,
+            execution_providers: execution_providers.unwrap_or_default(),
+        };
+        versions.insert(id.version, status);
+    }
+
+    pub(super) fn register_model(&mut self, name: String, adapter: Arc<dyn SourceAdapter>) {
+        match self.models.get_mut(&name) {
+            Some(model) => model.adapter = adapter,
+            None => {
+                self.models.insert(name, ModelEntry { adapter, versions: BTreeMap::new(), labels: HashMap::new() });
+            }
+        }
+    }
+
+    pub(super) fn set_aspired(&mut self, name: &str, aspired: Vec<AspiredVersion>) -> Vec<Effect> {
+        let Some(model) = self.models.get_mut(name) else {
+            warn!(model = name, "ignoring aspired versions of an unregistered model");
+            return Vec::new();
+        };
+        let wanted: BTreeMap<i64, PathBuf> = aspired.into_iter().map(|a| (a.version, a.path)).collect();
+        let mut dropped = Vec::new();
+        for (version, entry) in model.versions.iter_mut() {
+            entry.aspired = wanted.contains_key(version);
+            if !entry.aspired && matches!(entry.phase, Phase::New | Phase::RetryWait | Phase::Failed) {
+                dropped.push(*version);
+            }
+        }
+        for version in &dropped {
+            model.versions.remove(version);
+        }
+        let mut started = Vec::new();
+        for (version, path) in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = model.versions.entry(version) {
+                slot.insert(VersionEntry { path, aspired: true, phase: Phase::New, attempts: 0, loader: None });
+                started.push(version);
+            }
+        }
+        for version in dropped {
+            let id = ServableId { name: name.to_string(), version };
+            let last_error = self.status.get(name).and_then(|v| v.get(&version)).and_then(|s| s.error.clone());
+            self.set_status(&id, ServableState::End, last_error);
+        }
+        for version in started {
+            self.set_status(&ServableId { name: name.to_string(), version }, ServableState::Start, None);
+        }
+        self.next_actions(name)
+    }
+
+    /// Applies the availability-preserving policy until it has nothing more to start.
+    fn next_actions(&mut self, name: &str) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        loop {
+            let Some(model) = self.models.get(name) else { return effects };
+            let view: Vec<PolicyVersion> = model
+                .versions
+                .iter()
+                .map(|(&version, e)| PolicyVersion {
+                    version,
+                    aspired: e.aspired,
+                    available: matches!(e.phase, Phase::Available(_)),
+                    new: matches!(e.phase, Phase::New),
+                })
+                .collect();
+            let Some(action) = availability_preserving_action(&view) else { return effects };
+            match action {
+                PolicyAction::Load(version) => effects.extend(self.start_load(name, version)),
+                PolicyAction::Unload(version) => effects.extend(self.start_unload(name, version)),
+            }
+        }
+    }
+
+    fn start_load(&mut self, name: &str, version: i64) -> Option<Effect> {
+        let id = ServableId { name: name.to_string(), version };
+        let model = self.models.get_mut(name)?;
+        let entry = model.versions.get_mut(&version)?;
+        entry.phase = Phase::Loading;
+        entry.attempts += 1;
+        let loader = match &entry.loader {
+            Some(loader) => Ok(Arc::clone(loader)),
+            None => model.adapter.adapt(&id, entry.path.clone()).map(Arc::from),
+        };
+        match loader {
+            Ok(loader) => {
+                entry.loader = Some(Arc::clone(&loader));
+                info!(model = name, version, path = %entry.path.display(), "loading servable version");
+                self.set_status(&id, ServableState::Loading, None);
+                Some(Effect::Load { id, loader })
+            }
+            Err(error) => {
+                // NOTE: an adapter error (such as a directory without a model file) is not
+                // transient, so it is not retried.
+                warn!(model = name, version, error = %error, "failed to load servable version");
+                entry.phase = Phase::Failed;
+                self.set_status(&id, ServableState::End, Some(error));
+                None
+            }
+        }
+    }
+
+    fn start_unload(&mut self, name: &str, version: i64) -> Option<Effect> {
+        let id = ServableId { name: name.to_string(), version };
+        let entry = self.models.get_mut(name)?.versions.get_mut(&version)?;
+        let Phase::Available(serving) = std::mem::replace(&mut entry.phase, Phase::Unloading) else {
+            return None;
+        };
+        info!(model = name, version, "unloading servable version");
+        self.set_status(&id, ServableState::Unloading, None);
+        let drained_rx = self.drain_rx.remove(&id)?;
+        Some(Effect::Unload { id, serving, drained_rx })
+    }
+
+    pub(super) fn load_done(&mut self, id: ServableId, result: ServingResult<Arc<dyn Servable>>) -> Vec<Effect> {
+        let retries = self.options.max_num_load_retries;
+        let delay = self.options.load_retry_interval;
+        let Some(entry) = self.models.get_mut(&id.name).and_then(|m| m.versions.get_mut(&id.version)) else {
+            return Vec::new();
+        };
+        match result {
+            Ok(servable) => {
+                let (drained_tx, drained_rx) = oneshot::channel();
+                let lease = Arc::new(DrainLease::new(drained_tx));
+                let providers = servable.execution_providers();
+                entry.phase = Phase::Available(ServingVersion { servable, lease });
+                entry.loader = None;
+                self.drain_rx.insert(id.clone(), drained_rx);
+                info!(model = %id.name, version = id.version, execution_providers = ?providers,
+                    "servable version is available");
+                self.set_status(&id, ServableState::Available, None);
+                if let Some(status) = self.status.get_mut(&id.name).and_then(|v| v.get_mut(&id.version)) {
+                    status.execution_providers = providers;
+                }
+            }
+            Err(error) if entry.aspired && entry.attempts <= retries => {
+                warn!(model = %id.name, version = id.version, attempt = entry.attempts, error = %error,
+                    "failed to load servable version, retrying");
+                entry.phase = Phase::RetryWait;
+                return vec![Effect::ScheduleRetry { id, delay }];
+            }
+            Err(error) => {
+                warn!(model = %id.name, version = id.version, error = %error, "failed to load servable version");
+                entry.phase = Phase::Failed;
+                entry.loader = None;
+                self.set_status(&id, ServableState::End, Some(error));
+            }
+        }
+        self.next_actions(&id.name)
+    }
+
+    pub(super) fn retry_load(&mut self, id: ServableId) -> Vec<Effect> {
+        let Some(entry) = self.models.get_mut(&id.name).and_then(|m| m.versions.get_mut(&id.version)) else {
+            return Vec::new();
+        };
+        if !matches!(entry.phase, Phase::RetryWait) {
+            return Vec::new();
+        }
+        entry.phase = Phase::New;
+        self.start_load(&id.name, id.version).into_iter().collect()
+    }
+
+    pub(super) fn unload_done(&mut self, id: ServableId) -> Vec<Effect> {
+        if let Some(model) = self.models.get_mut(&id.name) {
+            model.versions.remove(&id.version);
+        }
+        info!(model = %id.name, version = id.version, "servable version unloaded");
+        self.set_status(&id, ServableState::End, None);
+        self.next_actions(&id.name)
+    }
+
+    /// Returns the map that requests read: available versions and labels per model.
+    pub(super) fn serving_map(&self) -> ServingMap {
+        self.models
+            .iter()
+            .map(|(name, model)| {
+                let versions = model
+                    .versions
+                    .iter()
+                    .filter_map(|(&v, e)| match &e.phase {
+                        Phase::Available(serving) => Some((v, serving.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                (name.clone(), ServingModel { versions, labels: model.labels.clone() })
+            })
+            .collect()
+    }
+}
