@@ -33,7 +33,7 @@ fn digit() -> Vec<u8> {
 
 /// Median microseconds per image over `ROUNDS` rounds of `iterations`.
 fn ours(data: &[u8], dims: [i64; 4], iterations: usize) -> f64 {
-    let info = TensorInfo { name: "x".into(), dtype: DType::Float, shape: Some(dims.to_vec()) };
+    let info = TensorInfo { name: "x".into(), dtype: DType::Float, shape: Some(dims.to_vec()), map_keys: None };
     let target = image_target(&info, None).expect("valid").expect("image target");
     let images = [Bytes::copy_from_slice(data)];
     let mut per_image = Vec::new();

@@ -46,7 +46,7 @@ fn request_body() -> Vec<u8> {
 }
 
 fn signatures() -> SignatureMap {
-    let info = TensorInfo { name: "x:0".to_owned(), dtype: DType::Float, shape: Some(vec![-1]) };
+    let info = TensorInfo { name: "x:0".to_owned(), dtype: DType::Float, shape: Some(vec![-1]), map_keys: None };
     let signature = SignatureDef {
         method_name: "tensorflow/serving/predict".to_owned(),
         inputs: BTreeMap::from([("x".to_owned(), info)]),
@@ -95,7 +95,7 @@ fn bench_encode(c: &mut Criterion) {
     group.sample_size(10).warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5)).throughput(Throughput::Elements(ELEMENTS as u64));
     group.bench_function("onnx_serving", |b| {
-        b.iter(|| write_predict_response(JsonFormat::Row, black_box(&outputs)).expect("encodes"))
+        b.iter(|| write_predict_response(JsonFormat::Row, black_box(&outputs), &Default::default()).expect("encodes"))
     });
     group.bench_function("serde_json_value", |b| b.iter(|| serde_encode(black_box(&values))));
     group.finish();

@@ -338,6 +338,17 @@ async fn zipmap_outputs_become_json_objects_and_dense_grpc_tensors() {
     )
     .await;
     assert!(parse(&body)["outputs"]["output_probability"][0]["0"].is_number(), "{body}");
+    // The signature declares the scores, one column per class label of the ZipMap.
+    let metadata = reqwest::get(format!("{}/v1/models/zipmap/metadata", base_url(&server)))
+        .await
+        .expect("metadata")
+        .text()
+        .await
+        .expect("body");
+    let output = &parse(&metadata)["metadata"]["signature_def"]["signature_def"]["serving_default"]["outputs"]
+        ["output_probability"];
+    assert_eq!(output["dtype"], json!("DT_FLOAT"), "{metadata}");
+    assert_eq!(output["tensor_shape"]["dim"][1]["size"], json!("3"), "{metadata}");
 
     // gRPC: the dense scores and the class keys in column order.
     let address = server.grpc_address.expect("gRPC");

@@ -68,7 +68,7 @@ fn pad_trailing(tensor: &Tensor, target: &[usize]) -> ServingResult<Tensor> {
             )
         }
     };
-    Ok(Tensor { dtype: tensor.dtype, shape, data, map_keys: tensor.map_keys.clone() })
+    Ok(Tensor { dtype: tensor.dtype, shape, data })
 }
 
 /// Concatenates `parts` along dimension 0 and pads the result to `padded_rows` rows with
@@ -119,7 +119,7 @@ pub fn concat_rows(parts: &[&Tensor], padded_rows: usize, pad_variable_length: b
             TensorData::Strings(out)
         }
     };
-    Ok(Tensor { dtype: first.dtype, shape, data, map_keys: first.map_keys.clone() })
+    Ok(Tensor { dtype: first.dtype, shape, data })
 }
 
 /// Splits `tensor` into consecutive row ranges of `sizes`; rows past their sum (padding)
@@ -151,7 +151,7 @@ pub fn split_rows(name: &str, tensor: &Tensor, sizes: &[usize]) -> ServingResult
                 TensorData::Strings(strings[start * per_row..(start + size) * per_row].to_vec())
             }
         };
-        parts.push(Tensor { dtype: tensor.dtype, shape, data, map_keys: tensor.map_keys.clone() });
+        parts.push(Tensor { dtype: tensor.dtype, shape, data });
         start += size;
     }
     Ok(parts)

@@ -43,9 +43,14 @@ mod tests {
     #[test]
     fn tensor_infos_keep_names_dtypes_and_shapes() {
         let mut inputs = BTreeMap::new();
-        inputs
-            .insert("x".to_string(), TensorInfo { name: "x:0".into(), dtype: DType::Float, shape: Some(vec![-1, 1]) });
-        inputs.insert("e".to_string(), TensorInfo { name: "tf_example:0".into(), dtype: DType::String, shape: None });
+        inputs.insert(
+            "x".to_string(),
+            TensorInfo { name: "x:0".into(), dtype: DType::Float, shape: Some(vec![-1, 1]), map_keys: None },
+        );
+        inputs.insert(
+            "e".to_string(),
+            TensorInfo { name: "tf_example:0".into(), dtype: DType::String, shape: None, map_keys: None },
+        );
         let signature = SignatureDef {
             method_name: "tensorflow/serving/predict".into(),
             inputs,

@@ -35,5 +35,5 @@ pub use secret::Secret;
 pub use servable::{
     CancelOnDrop, CancelSignal, RunOutputs, RunRequest, Servable, ServableId, ServableState, VersionRequest,
 };
-pub use signature::{find_signature, SignatureDef, SignatureMap, TensorInfo, DEFAULT_SIGNATURE};
+pub use signature::{find_signature, OutputKeys, SignatureDef, SignatureMap, TensorInfo, DEFAULT_SIGNATURE};
 pub use tensor::{DType, Element, Tensor, TensorData};

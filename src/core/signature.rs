@@ -1,6 +1,7 @@
 //! Signatures: the named inputs and outputs a servable exposes, as TF's SignatureDef.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::error::{ServingError, ServingResult};
 use super::tensor::DType;
@@ -19,7 +20,15 @@ pub struct TensorInfo {
     pub dtype: DType,
     /// Dimensions with -1 for unknown ones; `None` when even the rank is unknown.
     pub shape: Option<Vec<i64>>,
+    /// Set on a score-map output (a classifier's ZipMap, which the model makes as one
+    /// `{key: score}` map per row): the keys, in column order. Such an output is served as a
+    /// `[batch, keys]` float tensor; REST writes each row back as a `{key: score}` object and
+    /// gRPC adds the keys as `<alias>_classes`.
+    pub map_keys: Option<Arc<[String]>>,
 }
+
+/// The keys of the score-map outputs among a response's outputs, by alias.
+pub type OutputKeys = BTreeMap<String, Arc<[String]>>;
 
 /// A signature, as TF's `SignatureDef`. Maps are keyed by alias, sorted.
 #[derive(Debug, Clone, PartialEq, Default)]

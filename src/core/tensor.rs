@@ -150,10 +150,6 @@ pub struct Tensor {
     pub dtype: DType,
     pub shape: Vec<usize>,
     pub data: TensorData,
-    /// Set on a `[batch, classes]` float tensor read from a sequence of maps (a classifier's
-    /// ZipMap output): the key of each column, ascending (numeric keys by value, string keys
-    /// by bytes). REST writes such a tensor back as one `{key: score}` object per row.
-    pub map_keys: Option<std::sync::Arc<[String]>>,
 }
 
 impl fmt::Debug for Tensor {
@@ -191,23 +187,18 @@ impl Tensor {
     /// Builds a dense tensor from a typed vector without copying it.
     pub fn from_vec<T: Element>(shape: Vec<usize>, values: Vec<T>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), values.len());
-        Tensor {
-            dtype: T::DTYPE,
-            shape,
-            data: TensorData::Dense(Bytes::from_owner(TypedOwner(values))),
-            map_keys: None,
-        }
+        Tensor { dtype: T::DTYPE, shape, data: TensorData::Dense(Bytes::from_owner(TypedOwner(values))) }
     }
 
     /// Builds a bool tensor (one byte per element).
     pub fn from_bools(shape: Vec<usize>, values: Vec<bool>) -> Self {
         let bytes: Vec<u8> = values.into_iter().map(u8::from).collect();
-        Tensor { dtype: DType::Bool, shape, data: TensorData::Dense(Bytes::from(bytes)), map_keys: None }
+        Tensor { dtype: DType::Bool, shape, data: TensorData::Dense(Bytes::from(bytes)) }
     }
 
     /// Builds a string tensor.
     pub fn from_strings(shape: Vec<usize>, values: Vec<Bytes>) -> Self {
-        Tensor { dtype: DType::String, shape, data: TensorData::Strings(values), map_keys: None }
+        Tensor { dtype: DType::String, shape, data: TensorData::Strings(values) }
     }
 
     /// Builds a dense tensor from raw little-endian bytes, checking the size.
@@ -224,7 +215,7 @@ impl Tensor {
                 bytes.len()
             )));
         }
-        Ok(Tensor { dtype, shape, data: TensorData::Dense(bytes), map_keys: None })
+        Ok(Tensor { dtype, shape, data: TensorData::Dense(bytes) })
     }
 
     /// Returns the number of elements.

@@ -20,7 +20,12 @@ use super::{
 pub(crate) struct HalfPlusTwo;
 
 static HALF_PLUS_TWO_SIGNATURES: LazyLock<SignatureMap> = LazyLock::new(|| {
-    let info = |name: &str| TensorInfo { name: name.to_string(), dtype: DType::Float, shape: Some(vec![-1, 1]) };
+    let info = |name: &str| TensorInfo {
+        name: name.to_string(),
+        dtype: DType::Float,
+        shape: Some(vec![-1, 1]),
+        map_keys: None,
+    };
     let signature = SignatureDef {
         method_name: PREDICT_METHOD_NAME.to_string(),
         inputs: [("x".to_string(), info("x"))].into(),

@@ -62,9 +62,9 @@ impl PredictionServiceImpl {
         let as_content = self.state.serialize_as_tensor_content;
         let mut outputs = BTreeMap::new();
         for (alias, tensor) in &outcome.outputs {
-            // NOTE: TensorProto has no map; a sequence-of-maps output goes out as its dense
+            // NOTE: TensorProto has no map; a score-map output goes out as its dense
             // [batch, classes] scores plus `<alias>_classes`, the class keys in column order.
-            if let Some(keys) = &tensor.map_keys {
+            if let Some(keys) = outcome.map_keys.get(alias) {
                 let classes = Tensor::from_strings(
                     vec![keys.len()],
                     keys.iter().map(|k| bytes::Bytes::copy_from_slice(k.as_bytes())).collect(),

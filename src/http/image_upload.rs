@@ -87,7 +87,8 @@ pub async fn predict_upload(state: &AppState, handle: &ServableHandle, upload: U
     let signature_name = upload.signature_name.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SIGNATURE.into());
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
     let prediction = predict_images(handle.servable.as_ref(), &signature_name, upload.images, deadline).await?;
-    let body = write_image_response(&prediction.outcome.outputs, prediction.labels.as_deref())?;
+    let body =
+        write_image_response(&prediction.outcome.outputs, &prediction.outcome.map_keys, prediction.labels.as_deref())?;
     Ok(json_response(StatusCode::OK, body))
 }
 
@@ -137,5 +138,8 @@ pub async fn root_json(state: &AppState, body: Bytes) -> Result<Response, RestEr
     };
     let deadline = state.rest_api_timeout.map(|timeout| Instant::now() + timeout);
     let outcome = predict(handle.servable.as_ref(), &request.signature_name, inputs, &[], deadline).await?;
-    Ok(json_response(StatusCode::OK, write_predict_response(JsonFormat::Columnar, &outcome.outputs)?))
+    Ok(json_response(
+        StatusCode::OK,
+        write_predict_response(JsonFormat::Columnar, &outcome.outputs, &outcome.map_keys)?,
+    ))
 }

@@ -208,9 +208,10 @@ async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) ->
     drop(handle);
     let format = request.format;
     let inline = outcome.outputs.iter().map(|(_, t)| t.num_elements()).sum::<usize>() <= INLINE_CODEC_LIMIT / 8;
-    let body =
-        inline_or_blocking(inline, "response encoding", move || write_predict_response(format, &outcome.outputs))
-            .await?;
+    let body = inline_or_blocking(inline, "response encoding", move || {
+        write_predict_response(format, &outcome.outputs, &outcome.map_keys)
+    })
+    .await?;
     Ok(json_response(StatusCode::OK, body))
 }
 

@@ -4,13 +4,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::core::{
-    CancelOnDrop, CancelSignal, RunRequest, Servable, ServingError, ServingResult, SignatureDef, Tensor,
+    CancelOnDrop, CancelSignal, OutputKeys, RunRequest, Servable, ServingError, ServingResult, SignatureDef, Tensor,
 };
 
 /// The outputs of one predict call, keyed by alias, in signature order.
 #[derive(Debug)]
 pub struct PredictOutcome {
     pub outputs: Vec<(String, Tensor)>,
+    /// The keys of the score-map outputs among `outputs`, as the signature declares them.
+    pub map_keys: OutputKeys,
 }
 
 /// Looks up a signature as the gRPC Predict path does (FAILED_PRECONDITION when missing).
@@ -93,8 +95,12 @@ pub async fn predict(
     }
     let output_names: Vec<String> = wanted.iter().map(|(_, name)| (*name).clone()).collect();
     let outputs = run_model(servable, signature_name, run_inputs, output_names, deadline).await?;
+    let map_keys = wanted
+        .iter()
+        .filter_map(|(alias, _)| signature.outputs.get(*alias)?.map_keys.clone().map(|keys| ((*alias).clone(), keys)))
+        .collect();
     let outputs = wanted.iter().zip(outputs).map(|((alias, _), tensor)| ((*alias).clone(), tensor)).collect();
-    Ok(PredictOutcome { outputs })
+    Ok(PredictOutcome { outputs, map_keys })
 }
 
 /// Runs the model on inputs keyed by the model's own names and returns the outputs named,

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::onnx_graph::names_without_shape;
+use super::onnx_graph::{read_graph_facts, GraphFacts};
 use super::resolve::{apply_aliases, attach};
 use super::version_options;
 use crate::core::{
-    Loader, Servable, ServableId, ServingError, ServingResult, SignatureDef, SignatureMap, SourceAdapter, TensorInfo,
-    DEFAULT_SIGNATURE,
+    DType, Loader, Servable, ServableId, ServingError, ServingResult, SignatureDef, SignatureMap, SourceAdapter,
+    TensorInfo, DEFAULT_SIGNATURE,
 };
 use crate::runtime::{ModelIo, OrtRuntime, OrtServable, SessionOptions};
 
@@ -86,7 +86,7 @@ impl Loader for OnnxLoader {
         let version_dir = self.model_file.parent().unwrap_or(&self.model_file);
         let options = version_options::read_for_version(version_dir)?;
         let session_options = self.session_options.with_model_settings(&options.execution);
-        let unshaped = names_without_shape(&self.model_file);
+        let facts = read_graph_facts(&self.model_file);
         let context = format!("{}:{}", self.id.name, self.id.version);
         let servable = OrtServable::load(
             self.runtime,
@@ -95,7 +95,7 @@ impl Loader for OnnxLoader {
             session_options.sessions_per_version,
             &context,
             |inputs, outputs| {
-                let mut signatures = signature_from_io(inputs, outputs, |name| unshaped.contains(name))?;
+                let mut signatures = signature_from_io(inputs, outputs, &facts)?;
                 apply_aliases(&mut signatures, &options)?;
                 Ok(signatures)
             },
@@ -105,12 +105,8 @@ impl Loader for OnnxLoader {
 }
 
 /// Builds the `serving_default` signature from a model's inputs and outputs, using each
-/// tensor name as its alias.
-pub fn signature_from_io(
-    inputs: &[ModelIo],
-    outputs: &[ModelIo],
-    unknown_rank: impl Fn(&str) -> bool,
-) -> ServingResult<SignatureMap> {
+/// tensor name as its alias; `facts` adds what the file declares beyond ONNX Runtime's view.
+pub fn signature_from_io(inputs: &[ModelIo], outputs: &[ModelIo], facts: &GraphFacts) -> ServingResult<SignatureMap> {
     let info = |io: &ModelIo, is_input: bool| -> ServingResult<TensorInfo> {
         let dtype = match io.dtype {
             Some(dtype) => dtype,
@@ -120,10 +116,23 @@ pub fn signature_from_io(
                     io.name
                 )))
             }
-            None => crate::core::DType::Invalid,
+            None => DType::Invalid,
         };
-        let shape = if unknown_rank(&io.name) { None } else { Some(io.dims.clone()) };
-        Ok(TensorInfo { name: io.name.clone(), dtype, shape })
+        if io.score_map {
+            // NOTE: a score map is served as [batch, keys] scores, so its keys must be known
+            // before any request: they come from the ZipMap that makes it.
+            return Ok(match facts.score_maps.get(&io.name) {
+                Some(keys) => TensorInfo {
+                    name: io.name.clone(),
+                    dtype,
+                    shape: Some(vec![-1, i64::try_from(keys.len()).unwrap_or(-1)]),
+                    map_keys: Some(keys.clone().into()),
+                },
+                None => TensorInfo { name: io.name.clone(), dtype: DType::Invalid, shape: None, map_keys: None },
+            });
+        }
+        let shape = if facts.unshaped.contains(&io.name) { None } else { Some(io.dims.clone()) };
+        Ok(TensorInfo { name: io.name.clone(), dtype, shape, map_keys: None })
     };
     let mut signature = SignatureDef {
         method_name: crate::core::signature::PREDICT_METHOD_NAME.to_string(),
@@ -143,7 +152,6 @@ pub fn signature_from_io(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::DType;
 
     #[test]
     fn finds_the_model_file() {
@@ -160,12 +168,28 @@ mod tests {
 
     #[test]
     fn signature_uses_names_as_aliases() {
-        let inputs = [ModelIo { name: "x".into(), dtype: Some(DType::Float), dims: vec![] }];
-        let outputs = [ModelIo { name: "y".into(), dtype: Some(DType::Float), dims: vec![-1, 1] }];
-        let map = signature_from_io(&inputs, &outputs, |n| n == "x").expect("signature");
+        let io = |name: &str, dims: Vec<i64>, score_map: bool| ModelIo {
+            name: name.into(),
+            dtype: Some(DType::Float),
+            dims,
+            score_map,
+        };
+        let inputs = [io("x", vec![], false)];
+        let outputs = [io("y", vec![-1, 1], false), io("zipped", vec![-1, -1], true), io("maps", vec![-1, -1], true)];
+        let facts = GraphFacts {
+            unshaped: ["x".to_string(), "zipped".into(), "maps".into()].into(),
+            score_maps: [("zipped".to_string(), vec!["0".to_string(), "1".into()])].into(),
+        };
+        let map = signature_from_io(&inputs, &outputs, &facts).expect("signature");
         let signature = &map[DEFAULT_SIGNATURE];
         assert_eq!(signature.inputs["x"].shape, None);
         assert_eq!(signature.outputs["y"].shape, Some(vec![-1, 1]));
+        // A ZipMap's output is declared as its scores, with the keys in column order; a
+        // sequence of maps nothing declares the keys of is not servable as a tensor.
+        let zipped = &signature.outputs["zipped"];
+        assert_eq!((zipped.dtype, zipped.shape.clone()), (DType::Float, Some(vec![-1, 2])));
+        assert_eq!(zipped.map_keys.as_deref(), Some(&["0".to_string(), "1".into()][..]));
+        assert_eq!(signature.outputs["maps"].dtype, DType::Invalid);
         assert_eq!(signature.method_name, "tensorflow/serving/predict");
     }
 }

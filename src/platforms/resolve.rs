@@ -139,7 +139,12 @@ mod tests {
     use crate::core::DType;
 
     fn signatures(names: &[&str]) -> SignatureMap {
-        let info = |name: &str| TensorInfo { name: name.to_string(), dtype: DType::Float, shape: Some(vec![-1]) };
+        let info = |name: &str| TensorInfo {
+            name: name.to_string(),
+            dtype: DType::Float,
+            shape: Some(vec![-1]),
+            map_keys: None,
+        };
         let inputs = names.iter().map(|n| (n.to_string(), info(n))).collect();
         SignatureMap::from([(DEFAULT_SIGNATURE.to_string(), SignatureDef { inputs, ..SignatureDef::default() })])
     }

@@ -8,56 +8,43 @@ use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
 use crate::core::{DType, Element, ServingError, ServingResult, Tensor, TensorData};
 
-/// Reads a sequence of `{class: score}` maps (one per row, as skl2onnx's ZipMap makes them)
-/// into a `[rows, classes]` float tensor whose `map_keys` name the columns, ascending.
-fn map_rows_output(name: &str, value: &DynValue) -> ServingResult<Tensor> {
+/// Reads a sequence of `{class: score}` maps (one per row, as a ZipMap makes them) into a
+/// `[rows, keys]` float tensor whose columns follow `keys`, the order the signature declares.
+fn map_rows_output(name: &str, value: &DynValue, keys: &[String]) -> ServingResult<Tensor> {
     use ort::value::DynMapValueType;
     let read = |e: ort::Error| ServingError::internal(format!("reading output '{name}': {e}"));
+    let column: std::collections::HashMap<&str, usize> =
+        keys.iter().enumerate().map(|(index, key)| (key.as_str(), index)).collect();
     let maps = value.try_extract_sequence::<DynMapValueType>().map_err(read)?;
-    let mut rows: Vec<Vec<(String, f32)>> = Vec::with_capacity(maps.len());
-    let mut numeric = true;
-    for map in &maps {
-        let row = match map.dtype() {
+    let mut values = vec![f32::NAN; maps.len() * keys.len()];
+    for (index, map) in maps.iter().enumerate() {
+        let row: Vec<(String, f32)> = match map.dtype() {
             ValueType::Map { key: TensorElementType::Int64, .. } => map
                 .try_extract_key_values::<i64, f32>()
                 .map_err(read)?
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
-            _ => {
-                numeric = false;
-                map.try_extract_key_values::<String, f32>().map_err(read)?
-            }
+            _ => map.try_extract_key_values::<String, f32>().map_err(read)?,
         };
-        rows.push(row);
-    }
-    let mut keys: Vec<String> = rows.first().map(|r| r.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
-    if numeric {
-        keys.sort_by_key(|k| k.parse::<i64>().unwrap_or(i64::MAX));
-    } else {
-        keys.sort();
-    }
-    let mut values = Vec::with_capacity(rows.len() * keys.len());
-    for (index, row) in rows.iter().enumerate() {
-        let lookup: std::collections::HashMap<&str, f32> = row.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        if lookup.len() != keys.len() {
+        if row.len() != keys.len() {
             return Err(ServingError::internal(format!(
-                "output '{name}': row {index} has {} classes, row 0 has {}",
-                lookup.len(),
+                "output '{name}': row {index} has {} classes, the signature declares {}",
+                row.len(),
                 keys.len()
             )));
         }
-        for key in &keys {
-            let score = lookup
-                .get(key.as_str())
-                .copied()
-                .ok_or_else(|| ServingError::internal(format!("output '{name}': row {index} lacks class {key}")))?;
-            values.push(score);
+        let scores = &mut values[index * keys.len()..(index + 1) * keys.len()];
+        for (key, score) in row {
+            let &at = column.get(key.as_str()).ok_or_else(|| {
+                ServingError::internal(format!(
+                    "output '{name}': row {index} has class {key}, which the model does not declare"
+                ))
+            })?;
+            scores[at] = score;
         }
     }
-    let mut tensor = Tensor::from_vec(vec![rows.len(), keys.len()], values);
-    tensor.map_keys = Some(keys.into());
-    Ok(tensor)
+    Ok(Tensor::from_vec(vec![maps.len(), keys.len()], values))
 }
 
 /// Maps an ONNX element type to TF's dtype, when TF has one.
@@ -160,11 +147,20 @@ where
     Ok(Tensor::from_vec(shape, data.to_vec()))
 }
 
-/// Copies an output value into a core tensor.
-pub(crate) fn from_output(name: &str, value: &DynValue) -> ServingResult<Tensor> {
+/// Copies an output value into a core tensor. `map_keys` are the declared keys of a
+/// score-map output.
+pub(crate) fn from_output(name: &str, value: &DynValue, map_keys: Option<&[String]>) -> ServingResult<Tensor> {
     let ty = match value.dtype() {
         ValueType::Tensor { ty, .. } => *ty,
-        ValueType::Sequence(inner) if is_score_map(inner) => return map_rows_output(name, value),
+        ValueType::Sequence(inner) if is_score_map(inner) => {
+            return match map_keys {
+                Some(keys) => map_rows_output(name, value, keys),
+                None => Err(ServingError::unimplemented(format!(
+                    "output '{name}' is a sequence of maps whose keys the model does not declare (no ZipMap with \
+                     class labels makes it), so it cannot be returned as a tensor"
+                ))),
+            }
+        }
         other => {
             return Err(ServingError::unimplemented(format!(
                 "output '{name}' is a {other:?}, which cannot be returned as a tensor yet"
@@ -200,7 +196,6 @@ pub(crate) fn from_output(name: &str, value: &DynValue) -> ServingResult<Tensor>
                 dtype: DType::String,
                 shape,
                 data: TensorData::Strings(strings.into_iter().map(Bytes::from).collect()),
-                map_keys: None,
             })
         }
         _ => {

@@ -129,7 +129,7 @@ mod tests {
     use crate::runtime::options::{CudaSettings, TensorRtSettings};
 
     fn io(name: &str, dims: &[i64]) -> ModelIo {
-        ModelIo { name: name.into(), dtype: Some(DType::Float), dims: dims.to_vec() }
+        ModelIo { name: name.into(), dtype: Some(DType::Float), dims: dims.to_vec(), score_map: false }
     }
 
     fn value<'a>(pairs: &'a [(&'static str, String)], key: &str) -> Option<&'a str> {

@@ -1,5 +1,6 @@
 //! Model versions served from dedicated worker threads that own their ONNX Runtime sessions.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -28,6 +29,8 @@ struct SessionPool {
     returned: Condvar,
     /// The model name, for the runtime latency metric.
     model_name: String,
+    /// The keys of score-map outputs, by output name, as the signatures declare them.
+    map_keys: HashMap<String, Arc<[String]>>,
 }
 
 impl SessionPool {
@@ -102,7 +105,13 @@ impl OrtServable {
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let model_name = log_context.rsplit_once(':').map_or(log_context, |(name, _)| name).to_string();
-        let pool = Arc::new(SessionPool { sessions: Mutex::new(sessions), returned: Condvar::new(), model_name });
+        let map_keys = signatures
+            .values()
+            .flat_map(|signature| signature.outputs.values())
+            .filter_map(|info| Some((info.name.clone(), info.map_keys.clone()?)))
+            .collect();
+        let pool =
+            Arc::new(SessionPool { sessions: Mutex::new(sessions), returned: Condvar::new(), model_name, map_keys });
         let mut handles = Vec::with_capacity(workers);
         for index in 0..workers {
             let job_rx = Arc::clone(&job_rx);
@@ -137,12 +146,16 @@ fn worker_loop(pool: &SessionPool, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 .send(Err(ServingError::deadline_exceeded("Deadline exceeded while the request was queued")));
             continue;
         }
-        let result = pool.with_session(|session| run(session, &job.request)).and_then(|r| r);
+        let result = pool.with_session(|session| run(session, &job.request, &pool.map_keys)).and_then(|r| r);
         let _ = job.reply_tx.send(result);
     }
 }
 
-fn run(session: &mut Session, request: &RunRequest) -> ServingResult<RunOutputs> {
+fn run(
+    session: &mut Session,
+    request: &RunRequest,
+    map_keys: &HashMap<String, Arc<[String]>>,
+) -> ServingResult<RunOutputs> {
     debug!(inputs = request.inputs.len(), "running a model call");
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for (name, tensor) in &request.inputs {
@@ -166,7 +179,7 @@ fn run(session: &mut Session, request: &RunRequest) -> ServingResult<RunOutputs>
         let value = outputs
             .get(name.as_str())
             .ok_or_else(|| ServingError::internal(format!("the model produced no output named '{name}'")))?;
-        result.push((name.clone(), from_output(name, value)?));
+        result.push((name.clone(), from_output(name, value, map_keys.get(name).map(|keys| &keys[..]))?));
     }
     Ok(result)
 }
@@ -195,7 +208,7 @@ impl Servable for OrtServable {
 
     fn run_blocking(&self, request: RunRequest) -> ServingResult<RunOutputs> {
         // NOTE: the caller's thread runs the session itself: no hand-off to a worker.
-        self.pool.with_session(|session| run(session, &request))?
+        self.pool.with_session(|session| run(session, &request, &self.pool.map_keys))?
     }
 
     fn execution_providers(&self) -> Vec<String> {

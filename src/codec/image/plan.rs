@@ -284,7 +284,7 @@ mod tests {
     }
 
     fn info(dtype: DType, dims: &[i64]) -> TensorInfo {
-        TensorInfo { name: "x".into(), dtype, shape: Some(dims.to_vec()) }
+        TensorInfo { name: "x".into(), dtype, shape: Some(dims.to_vec()), map_keys: None }
     }
 
     #[test]

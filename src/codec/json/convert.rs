@@ -215,7 +215,7 @@ impl Values {
             Values::Bool(v) => Tensor::from_bools(shape, v),
             Values::Str(v) => Tensor::from_strings(shape, v),
             Values::Unsupported(dtype) => {
-                Tensor { dtype, shape, data: crate::core::tensor::TensorData::Dense(Bytes::new()), map_keys: None }
+                Tensor { dtype, shape, data: crate::core::tensor::TensorData::Dense(Bytes::new()) }
             }
         }
     }

@@ -9,6 +9,7 @@ use super::float::{format_f32, format_f64, FLOAT_BUF};
 use super::text::{write_i64, write_json_string, write_u64};
 use super::JsonFormat;
 use crate::core::error::{ServingError, ServingResult};
+use crate::core::signature::OutputKeys;
 use crate::core::tensor::{checked_num_elements, DType, Element, Tensor};
 
 /// Writes `{"error": "<message>"}` as rapidjson's PrettyWriter lays it out.
@@ -20,11 +21,20 @@ pub(crate) fn write_error_body(message: &str) -> Vec<u8> {
     out
 }
 
-pub(crate) fn write_predict_response(format: JsonFormat, outputs: &[(String, Tensor)]) -> ServingResult<Vec<u8>> {
+/// Writes a predict response; the outputs named in `map_keys` are score maps, written as one
+/// `{key: score}` object per row.
+pub(crate) fn write_predict_response(
+    format: JsonFormat,
+    outputs: &[(String, Tensor)],
+    map_keys: &OutputKeys,
+) -> ServingResult<Vec<u8>> {
     if outputs.is_empty() {
         return Err(ServingError::invalid_argument("Cannot convert empty tensor map to JSON"));
     }
-    let views = outputs.iter().map(|(alias, t)| OutputView::new(alias, t)).collect::<Result<Vec<_>, _>>()?;
+    let views = outputs
+        .iter()
+        .map(|(alias, t)| OutputView::new(alias, t, map_keys.get(alias).map(|keys| &keys[..])))
+        .collect::<Result<Vec<_>, _>>()?;
     let total = views.iter().fold(0usize, |acc, v| acc.saturating_add(v.len));
     let mut out = Vec::with_capacity(total.saturating_mul(12).saturating_add(64));
     match format {
@@ -57,7 +67,7 @@ struct OutputView<'a> {
     shape: &'a [usize],
     len: usize,
     elements: Elements<'a>,
-    /// A sequence-of-maps output: its innermost lists are written as `{key: value}` objects.
+    /// A score-map output: its innermost lists are written as `{key: value}` objects.
     map_keys: Option<&'a [String]>,
 }
 
@@ -70,7 +80,7 @@ fn mismatch(alias: &str, tensor: &Tensor) -> ServingError {
 }
 
 impl<'a> OutputView<'a> {
-    fn new(alias: &'a str, tensor: &'a Tensor) -> ServingResult<Self> {
+    fn new(alias: &'a str, tensor: &'a Tensor, map_keys: Option<&'a [String]>) -> ServingResult<Self> {
         let len = checked_num_elements(&tensor.shape)?;
         let elements = match tensor.dtype {
             DType::Float => Elements::Float(typed(tensor, alias)?),
@@ -108,7 +118,16 @@ impl<'a> OutputView<'a> {
                 tensor.shape
             )));
         }
-        Ok(OutputView { alias, shape: &tensor.shape, len, elements, map_keys: tensor.map_keys.as_deref() })
+        if let Some(keys) = map_keys {
+            if tensor.shape.last() != Some(&keys.len()) {
+                return Err(ServingError::internal(format!(
+                    "score-map output {alias} has shape {:?}, not one column per key ({})",
+                    tensor.shape,
+                    keys.len()
+                )));
+            }
+        }
+        Ok(OutputView { alias, shape: &tensor.shape, len, elements, map_keys })
     }
 
     /// Writes elements `start..start + count`, comma separated.
@@ -161,7 +180,7 @@ impl<'a> OutputView<'a> {
             match self.map_keys {
                 Some(keys) => {
                     out.push(b'{');
-                    for (i, key) in keys.iter().take(inner).enumerate() {
+                    for (i, key) in keys.iter().enumerate() {
                         if i > 0 {
                             out.push(b',');
                         }

@@ -107,17 +107,22 @@ pub fn parse_predict_body(
 }
 
 /// Encodes output tensors (alias, tensor) as `{"predictions": ...}` or `{"outputs": ...}`.
-pub fn write_predict_response(format: JsonFormat, outputs: &[(String, Tensor)]) -> ServingResult<Vec<u8>> {
-    encode::write_predict_response(format, outputs)
+pub fn write_predict_response(
+    format: JsonFormat,
+    outputs: &[(String, Tensor)],
+    map_keys: &crate::core::OutputKeys,
+) -> ServingResult<Vec<u8>> {
+    encode::write_predict_response(format, outputs, map_keys)
 }
 
 /// Writes the row-format response to an image request, with its top labels when the
 /// model has them: `{"predictions": [...], "labels": [[{"label", "index", "score"}]]}`.
 pub fn write_image_response(
     outputs: &[(String, Tensor)],
+    map_keys: &crate::core::OutputKeys,
     labels: Option<&[Vec<crate::codec::image::plan::TopLabel>]>,
 ) -> ServingResult<Vec<u8>> {
-    let mut body = encode::write_predict_response(JsonFormat::Row, outputs)?;
+    let mut body = encode::write_predict_response(JsonFormat::Row, outputs, map_keys)?;
     if let Some(labels) = labels {
         while body.last().is_some_and(u8::is_ascii_whitespace) {
             body.pop();

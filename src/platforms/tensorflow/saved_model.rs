@@ -48,7 +48,7 @@ pub fn signatures_from_bytes(bytes: &[u8]) -> Result<SignatureMap, String> {
             .as_ref()
             .and_then(|shape| (!shape.unknown_rank).then(|| shape.dim.iter().map(|d| d.size).collect::<Vec<i64>>()));
         let shape = if proto.tensor_shape.is_none() { None } else { shape };
-        TensorInfo { name, dtype: DType::from_number(proto.dtype).unwrap_or(DType::Invalid), shape }
+        TensorInfo { name, dtype: DType::from_number(proto.dtype).unwrap_or(DType::Invalid), shape, map_keys: None }
     };
     Ok(meta
         .signature_def
@@ -104,7 +104,7 @@ pub(crate) mod tests {
         assert_eq!(classify.method_name, "tensorflow/serving/classify");
         assert_eq!(
             classify.inputs["inputs"],
-            TensorInfo { name: "tf_example:0".into(), dtype: DType::String, shape: None }
+            TensorInfo { name: "tf_example:0".into(), dtype: DType::String, shape: None, map_keys: None }
         );
         assert_eq!(classify.outputs["scores"].shape, Some(vec![-1, 1]));
     }

@@ -13,7 +13,7 @@ pub(crate) fn signature(inputs: &[(&str, DType)]) -> SignatureDef {
         inputs: inputs
             .iter()
             .map(|&(alias, dtype)| {
-                let info = TensorInfo { name: format!("{alias}:0"), dtype, shape: Some(vec![-1]) };
+                let info = TensorInfo { name: format!("{alias}:0"), dtype, shape: Some(vec![-1]), map_keys: None };
                 (alias.to_owned(), info)
             })
             .collect(),

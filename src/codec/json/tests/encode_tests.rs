@@ -5,11 +5,12 @@ use bytes::Bytes;
 use crate::codec::json::tests::decode_tests::{parse_ok, sigs};
 use crate::codec::json::{write_error_body, write_predict_response, JsonFormat};
 use crate::core::error::Code;
+use crate::core::signature::OutputKeys;
 use crate::core::tensor::{DType, Tensor, TensorData};
 
 fn encode(format: JsonFormat, outputs: Vec<(&str, Tensor)>) -> String {
     let outputs: Vec<(String, Tensor)> = outputs.into_iter().map(|(alias, t)| (alias.to_owned(), t)).collect();
-    match write_predict_response(format, &outputs) {
+    match write_predict_response(format, &outputs, &OutputKeys::new()) {
         Ok(body) => String::from_utf8(body).expect("utf-8 body"),
         Err(e) => panic!("{}", e.message),
     }
@@ -17,7 +18,7 @@ fn encode(format: JsonFormat, outputs: Vec<(&str, Tensor)>) -> String {
 
 fn encode_err(format: JsonFormat, outputs: Vec<(&str, Tensor)>) -> (Code, String) {
     let outputs: Vec<(String, Tensor)> = outputs.into_iter().map(|(alias, t)| (alias.to_owned(), t)).collect();
-    match write_predict_response(format, &outputs) {
+    match write_predict_response(format, &outputs, &OutputKeys::new()) {
         Ok(body) => panic!("encoded: {}", String::from_utf8_lossy(&body)),
         Err(e) => (e.code, e.message),
     }
@@ -147,7 +148,7 @@ fn bytes_suffix_selects_b64() {
 #[test]
 fn invalid_utf8_strings_pass_through() {
     let outputs = vec![("s".to_owned(), strings(&[1], &[b"\xff\xfe"]))];
-    let body = write_predict_response(JsonFormat::Columnar, &outputs).expect("encodes");
+    let body = write_predict_response(JsonFormat::Columnar, &outputs, &OutputKeys::new()).expect("encodes");
     assert_eq!(body, b"{\"outputs\":[\"\xff\xfe\"]}");
 }
 
@@ -167,15 +168,33 @@ fn unwritable_dtypes() {
 
 #[test]
 fn inconsistent_tensors_are_internal_errors() {
-    let short = Tensor {
-        dtype: DType::Float,
-        shape: vec![3],
-        data: TensorData::Dense(Bytes::from(vec![0u8; 8])),
-        map_keys: None,
-    };
+    let short = Tensor { dtype: DType::Float, shape: vec![3], data: TensorData::Dense(Bytes::from(vec![0u8; 8])) };
     assert_eq!(encode_err(JsonFormat::Columnar, vec![("y", short)]).0, Code::Internal);
-    let wrong = Tensor { dtype: DType::String, shape: vec![1], data: TensorData::Dense(Bytes::new()), map_keys: None };
+    let wrong = Tensor { dtype: DType::String, shape: vec![1], data: TensorData::Dense(Bytes::new()) };
     assert_eq!(encode_err(JsonFormat::Columnar, vec![("y", wrong)]).0, Code::Internal);
+}
+
+#[test]
+fn score_maps_are_written_as_one_object_per_row() {
+    let outputs = vec![
+        ("p".to_owned(), floats(&[2, 3], &[0.5, 0.25, 0.25, 0.0, 1.0, 0.0])),
+        ("label".to_owned(), Tensor::from_vec(vec![2], vec![0i64, 1])),
+    ];
+    let keys: OutputKeys = [("p".to_owned(), vec!["2".to_owned(), "10".into(), "a\"b".into()].into())].into();
+    let row = write_predict_response(JsonFormat::Row, &outputs, &keys).expect("encodes");
+    assert_eq!(
+        String::from_utf8(row).expect("utf-8"),
+        r#"{"predictions":[{"p":{"2":0.5,"10":0.25,"a\"b":0.25},"label":0},{"p":{"2":0.0,"10":1.0,"a\"b":0.0},"label":1}]}"#
+    );
+    let columns = write_predict_response(JsonFormat::Columnar, &outputs[..1], &keys).expect("encodes");
+    assert_eq!(
+        String::from_utf8(columns).expect("utf-8"),
+        r#"{"outputs":[{"2":0.5,"10":0.25,"a\"b":0.25},{"2":0.0,"10":1.0,"a\"b":0.0}]}"#
+    );
+    // Keys that do not match the columns are the server's fault, not a truncated answer.
+    let two: OutputKeys = [("p".to_owned(), vec!["x".to_owned(), "y".into()].into())].into();
+    let error = write_predict_response(JsonFormat::Row, &outputs, &two).expect_err("mismatch");
+    assert_eq!(error.code, Code::Internal, "{}", error.message);
 }
 
 #[test]
@@ -192,6 +211,6 @@ fn decoded_request_round_trips_through_the_encoder() {
     let signatures = sigs(&[("x", DType::Float)]);
     let request = parse_ok(br#"{"instances": [[0.1, 2.5e-8], [NaN, -Infinity]]}"#, &signatures);
     let outputs: Vec<(String, Tensor)> = request.inputs.into_iter().collect();
-    let body = write_predict_response(request.format, &outputs).expect("encodes");
+    let body = write_predict_response(request.format, &outputs, &OutputKeys::new()).expect("encodes");
     assert_eq!(body, b"{\"predictions\":[[0.1,2.5e-08],[NaN,-Infinity]]}");
 }
