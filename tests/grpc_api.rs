@@ -480,6 +480,25 @@ async fn reload_config_adds_and_removes_models() {
     let states: Vec<i32> = status.expect("status").into_inner().model_version_status.iter().map(|s| s.state).collect();
     assert!(states == vec![40] || states == vec![50], "UNLOADING or END: {states:?}");
 
+    // Added back at once, while its version may still be unloading: the reload returns once
+    // it serves again.
+    let mnist = ("mnist", repo_path("models/mnist_onnx"), "pytorch");
+    let half_plus_two = ("half_plus_two", repo_path("models/half_plus_two"), "onnx");
+    let again = config_list(&[mnist.clone(), half_plus_two.clone()]);
+    models.handle_reload_config_request(again).await.expect("re-added");
+    let y = predictions.predict(predict_request(spec("half_plus_two"), x.clone())).await.expect("serves again");
+    assert_eq!(y.into_inner().outputs["y"].float_val, vec![2.5]);
+
+    // A model whose base path holds no version yet: answered at once with TF Serving's
+    // message; the config applies, so the others keep serving.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let with_empty = config_list(&[mnist, half_plus_two, ("later", empty.path().to_path_buf(), "onnx")]);
+    let status = models.handle_reload_config_request(with_empty).await.expect_err("no versions");
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    let expected = format!("No versions of servable later found under base path {}", empty.path().display());
+    assert!(status.message().contains(&expected), "{}", status.message());
+    assert!(predictions.predict(predict_request(spec("half_plus_two"), x.clone())).await.is_ok());
+
     // Errors leave the served models alone.
     let custom = ReloadConfigRequest {
         config: Some(ModelServerConfig {

@@ -166,14 +166,18 @@ fn startup_errors_are_clear_and_exit_255() {
     assert!(stderr.contains("--ort_library_path"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
+    // NOTE: with TF Serving's default retries (5, a minute apart): a model that does not
+    // parse is a permanent error, so the start fails at once instead of after five minutes.
     let broken = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(broken.path().join("1")).expect("mkdir");
     std::fs::write(broken.path().join("1/model.onnx"), b"garbage").expect("write");
+    let started = std::time::Instant::now();
     let failed = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
-        .args(["serve", "--model_name=m", "--max_num_load_retries=0", "--rest_api_address=127.0.0.1:0"])
+        .args(["serve", "--model_name=m", "--rest_api_address=127.0.0.1:0"])
         .arg(format!("--model_base_path={}", broken.path().display()))
         .output()
         .expect("run");
+    assert!(started.elapsed() < std::time::Duration::from_secs(50), "retried a permanent error");
     assert_eq!(failed.status.code(), Some(255));
     let stderr = String::from_utf8_lossy(&failed.stderr);
     // NOTE: TF Serving wraps the list in braces and each entry in braces around the id's own.
@@ -182,6 +186,25 @@ fn startup_errors_are_clear_and_exit_255() {
         "{stderr}"
     );
     assert!(stderr.trim_end().ends_with("}, }"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_model_without_versions_starts_and_loads_once_one_appears() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let args = serve_args(base.path());
+    let server = ServerProcess::start_logged(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let expected = format!("No versions of servable mnist found under base path {}", base.path().display());
+    // TF Serving's warning is logged, and the server starts anyway.
+    server.wait_for_log_line(&expected).await;
+    let client = reqwest::Client::new();
+    let status_url = server.url("/v1/models/mnist");
+    let response = client.get(&status_url).send().await.expect("status");
+    assert_eq!(response.status(), 404);
+    copy_dir(&repo_path("models/mnist_onnx/1"), &base.path().join("1"));
+    wait_for_status(&client, &status_url, "v1 to load", |s| state_of(s, 1).as_deref() == Some("AVAILABLE")).await;
+    let response =
+        client.post(server.url("/v1/models/mnist:predict")).body(mnist_request()).send().await.expect("send");
+    assert_eq!(response.status(), 200);
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod queue;
 mod queue_tests;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -41,7 +42,9 @@ struct Shared {
     params: BatchingParameters,
     queue: Mutex<BatchQueue>,
     work: Condvar,
-    stopping: Mutex<bool>,
+    /// Set under the queue's lock, so a batch thread between its check and its wait cannot
+    /// miss the wake-up.
+    stopping: AtomicBool,
     model: String,
 }
 
@@ -89,7 +92,7 @@ impl BatchingServable {
             queue: Mutex::new(BatchQueue::new(params.clone())),
             params,
             work: Condvar::new(),
-            stopping: Mutex::new(false),
+            stopping: AtomicBool::new(false),
             model: id.name.clone(),
         });
         let mut threads = Vec::with_capacity(threads_wanted);
@@ -201,8 +204,9 @@ impl Servable for BatchingServable {
 
 impl Drop for BatchingServable {
     fn drop(&mut self) {
-        if let Ok(mut stopping) = self.shared.stopping.lock() {
-            *stopping = true;
+        {
+            let _queue = self.shared.queue.lock();
+            self.shared.stopping.store(true, Ordering::SeqCst);
         }
         self.shared.work.notify_all();
         for handle in self.threads.drain(..) {
@@ -215,7 +219,7 @@ impl Drop for BatchingServable {
 }
 
 fn stopping(shared: &Shared) -> bool {
-    shared.stopping.lock().map(|s| *s).unwrap_or(true)
+    shared.stopping.load(Ordering::SeqCst)
 }
 
 /// A formed batch and the parameters its run needs.
@@ -338,5 +342,51 @@ impl LoadDecorator for BatchingDecorator {
         params.validate()?;
         let servable = inner.load()?;
         BatchingServable::wrap(id, servable, params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::testing::HalfPlusTwo;
+    use crate::core::CancelSignal;
+
+    fn one_row() -> RunRequest {
+        RunRequest {
+            signature: crate::core::DEFAULT_SIGNATURE.into(),
+            inputs: vec![("x".into(), crate::core::Tensor::from_vec(vec![1, 1], vec![1.0f32]))],
+            output_names: vec!["y".into()],
+            deadline: None,
+            cancel: CancelSignal::default(),
+        }
+    }
+
+    #[test]
+    fn stopping_under_load_never_hangs_and_answers_every_request() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let id = ServableId { name: "m".into(), version: 1 };
+            let params = BatchingParameters {
+                max_batch_size: 2,
+                max_execution_batch_size: 2,
+                batch_timeout: Duration::from_micros(50),
+                num_batch_threads: 2,
+                max_enqueued_batches: 64,
+                ..Default::default()
+            };
+            for round in 0..2000 {
+                let servable = BatchingServable::wrap(&id, Arc::new(HalfPlusTwo), params.clone()).expect("wraps");
+                let replies: Vec<_> = (0..round % 5).map(|_| servable.submit(one_row())).collect();
+                drop(servable);
+                for reply in replies {
+                    // Answered (run, or refused as unloading), never dropped unanswered.
+                    assert!(reply.blocking_recv().is_ok(), "round {round}: a request was never answered");
+                }
+            }
+            let _ = done_tx.send(());
+        });
+        done_rx.recv_timeout(Duration::from_secs(120)).expect("2000 batcher stops finished without a hang");
     }
 }

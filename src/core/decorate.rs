@@ -85,7 +85,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let fake: Arc<dyn SourceAdapter> =
-            Arc::new(FakeAdapter { broken: Vec::new(), attempts: Arc::clone(&attempts) });
+            Arc::new(FakeAdapter { attempts: Arc::clone(&attempts), ..FakeAdapter::healthy() });
         let trace = |name, refuse| Trace { name, seen: Arc::clone(&seen), refuse };
         let adapter = Decorated::wrap(Decorated::wrap(fake, trace("inner", false)), trace("outer", false));
         assert_eq!(adapter.platform(), "fake");

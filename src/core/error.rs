@@ -72,6 +72,12 @@ impl ServingError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(Code::NotFound, message)
     }
+    /// True for a failure that may pass by itself (a resource that was busy or unreachable),
+    /// so a load that failed with it is worth retrying. Everything else is permanent: a
+    /// model file that does not parse stays broken however often it is read.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.code, Code::Unavailable | Code::Aborted | Code::ResourceExhausted | Code::DeadlineExceeded)
+    }
     pub fn failed_precondition(message: impl Into<String>) -> Self {
         Self::new(Code::FailedPrecondition, message)
     }

@@ -5,23 +5,58 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::{ServingError, ServingResult};
 use super::handle::ServableHandle;
 use super::loader::{AspiredVersion, AspiredVersionsSink, SourceAdapter};
+pub use super::manager_state::{
+    AspiredSet, AspiredSnapshot, ManagerOptions, StatusSnapshot, VersionStatus, MAX_ENDED_VERSIONS,
+};
 use super::manager_state::{Effect, ManagerState, ServingMap, ServingVersion};
-pub use super::manager_state::{ManagerOptions, StatusSnapshot, VersionStatus};
 use super::servable::{Servable, ServableId, ServableState, VersionRequest};
 
 enum ManagerCommand {
-    RegisterModel { name: String, adapter: Arc<dyn SourceAdapter> },
-    SetAspired { name: String, versions: Vec<AspiredVersion> },
-    LoadDone { id: ServableId, result: ServingResult<Arc<dyn Servable>> },
-    RetryLoad { id: ServableId },
-    UnloadDone { id: ServableId },
-    SetLabels { name: String, labels: HashMap<String, i64> },
+    RegisterModel {
+        name: String,
+        adapter: Arc<dyn SourceAdapter>,
+    },
+    SetAspired {
+        name: String,
+        versions: Vec<AspiredVersion>,
+    },
+    LoadDone {
+        id: ServableId,
+        result: ServingResult<Arc<dyn Servable>>,
+    },
+    RetryLoad {
+        id: ServableId,
+        attempt: u32,
+    },
+    UnloadDone {
+        id: ServableId,
+    },
+    SetLabels {
+        name: String,
+        labels: HashMap<String, i64>,
+    },
+    /// Answers once every command sent before it has been applied.
+    Sync {
+        done: oneshot::Sender<AspiredSnapshot>,
+    },
+}
+
+/// How the models a config reload waits for turned out.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Settlement {
+    /// Versions that ended in error.
+    pub failures: Vec<(ServableId, ServingError)>,
+    /// Models whose source found no version to serve.
+    pub without_versions: Vec<String>,
+    /// Models still not settled when the deadline passed, each with why.
+    pub unsettled: Vec<(String, String)>,
 }
 
 /// A cheap, cloneable handle to the manager.
@@ -34,6 +69,7 @@ struct Shared {
     command_tx: mpsc::UnboundedSender<ManagerCommand>,
     serving: RwLock<Arc<ServingMap>>,
     status_rx: watch::Receiver<StatusSnapshot>,
+    aspired_rx: watch::Receiver<AspiredSnapshot>,
 }
 
 impl AspiredVersionsManager {
@@ -41,12 +77,15 @@ impl AspiredVersionsManager {
     pub fn spawn(options: ManagerOptions) -> Self {
         let (command_tx, command_rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = watch::channel(StatusSnapshot::new());
+        let (aspired_tx, aspired_rx) = watch::channel(AspiredSnapshot::new());
         let weak_command_tx = command_tx.downgrade();
-        let shared = Arc::new(Shared { command_tx, serving: RwLock::new(Arc::new(ServingMap::new())), status_rx });
+        let serving = RwLock::new(Arc::new(ServingMap::new()));
+        let shared = Arc::new(Shared { command_tx, serving, status_rx, aspired_rx });
         let task = ManagerTask {
             state: ManagerState::new(options),
             command_tx: weak_command_tx,
             status_tx,
+            aspired_tx,
             shared: Arc::downgrade(&shared),
         };
         tokio::spawn(task.run(command_rx));
@@ -136,49 +175,93 @@ impl AspiredVersionsManager {
         self.shared.status_rx.clone()
     }
 
-    /// Waits until each named model has aspired versions and every one of them is
-    /// AVAILABLE or END. Returns the versions that ended in error.
-    pub async fn wait_until_settled(&self, names: &[String]) -> Vec<(ServableId, ServingError)> {
+    /// Returns the models' aspired sets once every command sent before this call has been
+    /// applied: the mark `wait_until_settled` measures news against.
+    pub async fn aspired_marks(&self) -> AspiredSnapshot {
+        let (done, reply) = oneshot::channel();
+        self.send(ManagerCommand::Sync { done });
+        reply.await.unwrap_or_default()
+    }
+
+    /// Waits until the source has sent each named model an aspired set newer than `since`
+    /// and every aspired version is AVAILABLE or ended in error; a model whose new set is
+    /// empty has no version to serve. Stops waiting at `deadline`, reporting what is left.
+    pub async fn wait_until_settled(
+        &self,
+        names: &[String],
+        since: &AspiredSnapshot,
+        deadline: Option<Instant>,
+    ) -> Settlement {
         let mut status_rx = self.subscribe();
+        let mut aspired_rx = self.shared.aspired_rx.clone();
         loop {
-            let failures = {
-                let snapshot = status_rx.borrow_and_update();
-                settled_failures(&snapshot, names)
+            let settlement = {
+                let statuses = status_rx.borrow_and_update();
+                let aspired = aspired_rx.borrow_and_update();
+                settle(&statuses, &aspired, since, names)
             };
-            if let Some(failures) = failures {
-                return failures;
+            if settlement.unsettled.is_empty() {
+                return settlement;
             }
-            if status_rx.changed().await.is_err() {
-                return Vec::new();
+            let changed = async {
+                tokio::select! {
+                    changed = status_rx.changed() => changed.is_ok(),
+                    changed = aspired_rx.changed() => changed.is_ok(),
+                }
+            };
+            let running = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), changed).await {
+                    Ok(running) => running,
+                    Err(_) => return settlement,
+                },
+                None => changed.await,
+            };
+            if !running {
+                return settlement;
             }
         }
     }
 }
 
-/// Returns `Some(failures)` once every named model has settled.
-fn settled_failures(snapshot: &StatusSnapshot, names: &[String]) -> Option<Vec<(ServableId, ServingError)>> {
-    let mut failures = Vec::new();
+/// Works out how the named models stand: settled (with their failures, or without versions)
+/// or not yet, with why.
+fn settle(
+    statuses: &StatusSnapshot,
+    aspired: &AspiredSnapshot,
+    since: &AspiredSnapshot,
+    names: &[String],
+) -> Settlement {
+    let mut settlement = Settlement::default();
     for name in names {
-        let versions = snapshot.get(name)?;
-        let mut settled_any = false;
-        for status in versions.values() {
-            match status.state {
-                ServableState::Available => settled_any = true,
-                ServableState::End => {
-                    if let Some(error) = &status.error {
-                        settled_any = true;
-                        failures.push((ServableId { name: name.clone(), version: status.version }, error.clone()));
+        let before = since.get(name).map_or(0, |set| set.generation);
+        let Some(set) = aspired.get(name).filter(|set| set.generation > before) else {
+            let why = "its source has not reported its versions yet (a version directory still being written?)";
+            settlement.unsettled.push((name.clone(), why.to_string()));
+            continue;
+        };
+        if set.versions.is_empty() {
+            settlement.without_versions.push(name.clone());
+            continue;
+        }
+        let versions = statuses.get(name);
+        let mut pending = Vec::new();
+        for &version in &set.versions {
+            // NOTE: a status pruned from the history counts as settled.
+            if let Some(status) = versions.and_then(|v| v.get(&version)) {
+                match (&status.state, &status.error) {
+                    (ServableState::Available, _) => {}
+                    (ServableState::End, Some(error)) => {
+                        settlement.failures.push((ServableId { name: name.clone(), version }, error.clone()));
                     }
+                    (state, _) => pending.push(format!("version {version} is {}", state.name())),
                 }
-                ServableState::Start | ServableState::Loading => return None,
-                ServableState::Unloading => {}
             }
         }
-        if !settled_any {
-            return None;
+        if !pending.is_empty() {
+            settlement.unsettled.push((name.clone(), pending.join(", ")));
         }
     }
-    Some(failures)
+    settlement
 }
 
 impl AspiredVersionsSink for AspiredVersionsManager {
@@ -192,6 +275,7 @@ struct ManagerTask {
     /// Weak, so the task ends once every manager handle and pending effect is gone.
     command_tx: mpsc::WeakUnboundedSender<ManagerCommand>,
     status_tx: watch::Sender<StatusSnapshot>,
+    aspired_tx: watch::Sender<AspiredSnapshot>,
     shared: std::sync::Weak<Shared>,
 }
 
@@ -205,13 +289,17 @@ impl ManagerTask {
                 }
                 ManagerCommand::SetAspired { name, versions } => self.state.set_aspired(&name, versions),
                 ManagerCommand::LoadDone { id, result } => self.state.load_done(id, result),
-                ManagerCommand::RetryLoad { id } => self.state.retry_load(id),
+                ManagerCommand::RetryLoad { id, attempt } => self.state.retry_load(id, attempt),
                 ManagerCommand::UnloadDone { id } => self.state.unload_done(id),
                 ManagerCommand::SetLabels { name, labels } => {
                     if let Some(model) = self.state.models.get_mut(&name) {
                         model.labels = labels;
                     }
                     Vec::new()
+                }
+                ManagerCommand::Sync { done } => {
+                    let _ = done.send(self.state.aspired_snapshot());
+                    continue;
                 }
             };
             // NOTE: publish before running effects, so a retiring version leaves the serving
@@ -240,6 +328,15 @@ impl ManagerTask {
                 true
             }
         });
+        let aspired = self.state.aspired_snapshot();
+        self.aspired_tx.send_if_modified(|current| {
+            if *current == aspired {
+                false
+            } else {
+                *current = aspired;
+                true
+            }
+        });
     }
 
     fn run_effect(&self, effect: Effect) {
@@ -251,10 +348,10 @@ impl ManagerTask {
                     let _ = command_tx.send(ManagerCommand::LoadDone { id, result });
                 });
             }
-            Effect::ScheduleRetry { id, delay } => {
+            Effect::ScheduleRetry { id, delay, attempt } => {
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = command_tx.send(ManagerCommand::RetryLoad { id });
+                    let _ = command_tx.send(ManagerCommand::RetryLoad { id, attempt });
                 });
             }
             Effect::Unload { id, serving, drained_rx } => {

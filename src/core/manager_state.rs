@@ -41,8 +41,24 @@ pub struct VersionStatus {
     pub execution_providers: Vec<String>,
 }
 
-/// Every version the manager has ever tracked, per model. END entries are kept forever.
+/// The versions the manager tracks, per model: every live one and the most recent
+/// `MAX_ENDED_VERSIONS` that ended.
 pub type StatusSnapshot = HashMap<String, BTreeMap<i64, VersionStatus>>;
+
+/// How many ended (END) versions' statuses a model keeps; the lowest-numbered go first. An
+/// older version's status then answers NOT_FOUND, as a version never seen does.
+pub const MAX_ENDED_VERSIONS: usize = 16;
+
+/// What the source last said a model should serve.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AspiredSet {
+    /// Counts the aspired sets received for the model, so a waiter can tell a new one.
+    pub generation: u64,
+    pub versions: std::collections::BTreeSet<i64>,
+}
+
+/// The last aspired set of each model that has received one.
+pub type AspiredSnapshot = HashMap<String, AspiredSet>;
 
 #[derive(Clone)]
 pub(super) struct ServingVersion {
@@ -80,13 +96,27 @@ pub(super) struct ModelEntry {
     adapter: Arc<dyn SourceAdapter>,
     versions: BTreeMap<i64, VersionEntry>,
     pub(super) labels: HashMap<String, i64>,
+    /// The number of aspired sets received; 0 while the source has said nothing.
+    aspired_generation: u64,
 }
 
 /// What the manager task must do after a state transition.
 pub(super) enum Effect {
-    Load { id: ServableId, loader: Arc<dyn Loader> },
-    ScheduleRetry { id: ServableId, delay: Duration },
-    Unload { id: ServableId, serving: ServingVersion, drained_rx: oneshot::Receiver<()> },
+    Load {
+        id: ServableId,
+        loader: Arc<dyn Loader>,
+    },
+    /// `attempt` is the attempt that failed: a retry for an older one is stale.
+    ScheduleRetry {
+        id: ServableId,
+        delay: Duration,
+        attempt: u32,
+    },
+    Unload {
+        id: ServableId,
+        serving: ServingVersion,
+        drained_rx: oneshot::Receiver<()>,
+    },
 }
 
 /// The manager's decisions, kept free of channels so tests can drive it directly.
@@ -115,13 +145,22 @@ impl ManagerState {
             execution_providers: execution_providers.unwrap_or_default(),
         };
         versions.insert(id.version, status);
+        if state == ServableState::End {
+            let ended: Vec<i64> =
+                versions.iter().filter(|(_, s)| s.state == ServableState::End).map(|(&v, _)| v).collect();
+            for version in ended.iter().take(ended.len().saturating_sub(MAX_ENDED_VERSIONS)) {
+                versions.remove(version);
+            }
+        }
     }
 
     pub(super) fn register_model(&mut self, name: String, adapter: Arc<dyn SourceAdapter>) {
         match self.models.get_mut(&name) {
             Some(model) => model.adapter = adapter,
             None => {
-                self.models.insert(name, ModelEntry { adapter, versions: BTreeMap::new(), labels: HashMap::new() });
+                let entry =
+                    ModelEntry { adapter, versions: BTreeMap::new(), labels: HashMap::new(), aspired_generation: 0 };
+                self.models.insert(name, entry);
             }
         }
     }
@@ -132,9 +171,14 @@ impl ManagerState {
             return Vec::new();
         };
         let wanted: BTreeMap<i64, PathBuf> = aspired.into_iter().map(|a| (a.version, a.path)).collect();
+        model.aspired_generation += 1;
         let mut dropped = Vec::new();
         for (version, entry) in model.versions.iter_mut() {
             entry.aspired = wanted.contains_key(version);
+            if let (Phase::Unloading, Some(path)) = (&entry.phase, wanted.get(version)) {
+                // NOTE: re-aspired while it unloads: it loads again, from here, once unloaded.
+                entry.path = path.clone();
+            }
             if !entry.aspired && matches!(entry.phase, Phase::New | Phase::RetryWait | Phase::Failed) {
                 dropped.push(*version);
             }
@@ -244,11 +288,12 @@ impl ManagerState {
                     status.execution_providers = providers;
                 }
             }
-            Err(error) if entry.aspired && entry.attempts <= retries => {
+            Err(error) if entry.aspired && entry.attempts <= retries && error.is_transient() => {
                 warn!(model = %id.name, version = id.version, attempt = entry.attempts, error = %error,
                     "failed to load servable version, retrying");
                 entry.phase = Phase::RetryWait;
-                return vec![Effect::ScheduleRetry { id, delay }];
+                let attempt = entry.attempts;
+                return vec![Effect::ScheduleRetry { id, delay, attempt }];
             }
             Err(error) => {
                 warn!(model = %id.name, version = id.version, error = %error, "failed to load servable version");
@@ -260,11 +305,12 @@ impl ManagerState {
         self.next_actions(&id.name)
     }
 
-    pub(super) fn retry_load(&mut self, id: ServableId) -> Vec<Effect> {
+    pub(super) fn retry_load(&mut self, id: ServableId, attempt: u32) -> Vec<Effect> {
         let Some(entry) = self.models.get_mut(&id.name).and_then(|m| m.versions.get_mut(&id.version)) else {
             return Vec::new();
         };
-        if !matches!(entry.phase, Phase::RetryWait) {
+        // NOTE: a timer of an entry that was dropped and aspired anew is stale.
+        if !matches!(entry.phase, Phase::RetryWait) || entry.attempts != attempt {
             return Vec::new();
         }
         entry.phase = Phase::New;
@@ -272,12 +318,39 @@ impl ManagerState {
     }
 
     pub(super) fn unload_done(&mut self, id: ServableId) -> Vec<Effect> {
-        if let Some(model) = self.models.get_mut(&id.name) {
-            model.versions.remove(&id.version);
-        }
         info!(model = %id.name, version = id.version, "servable version unloaded");
         self.set_status(&id, ServableState::End, None);
+        let Some(model) = self.models.get_mut(&id.name) else { return Vec::new() };
+        match model.versions.get_mut(&id.version) {
+            // NOTE: aspired again while it unloaded (a directory moved away and back, a model
+            // removed and re-added): it starts over instead of being lost.
+            Some(entry) if entry.aspired => {
+                *entry = VersionEntry {
+                    path: entry.path.clone(),
+                    aspired: true,
+                    phase: Phase::New,
+                    attempts: 0,
+                    loader: None,
+                };
+                self.set_status(&id, ServableState::Start, None);
+            }
+            _ => {
+                model.versions.remove(&id.version);
+            }
+        }
         self.next_actions(&id.name)
+    }
+
+    /// Returns the last aspired set of each model the source has spoken of.
+    pub(super) fn aspired_snapshot(&self) -> AspiredSnapshot {
+        self.models
+            .iter()
+            .filter(|(_, model)| model.aspired_generation > 0)
+            .map(|(name, model)| {
+                let versions = model.versions.iter().filter(|(_, e)| e.aspired).map(|(&v, _)| v).collect();
+                (name.clone(), AspiredSet { generation: model.aspired_generation, versions })
+            })
+            .collect()
     }
 
     /// Returns the map that requests read: available versions and labels per model.

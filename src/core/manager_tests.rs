@@ -27,12 +27,16 @@ async fn wait_for(manager: &AspiredVersionsManager, name: &str, version: i64, st
 }
 
 fn manager_with(broken: Vec<i64>, retries: u32) -> (AspiredVersionsManager, Arc<AtomicUsize>) {
+    manager_failing(broken, false, retries)
+}
+
+fn manager_failing(broken: Vec<i64>, transient: bool, retries: u32) -> (AspiredVersionsManager, Arc<AtomicUsize>) {
     let attempts = Arc::new(AtomicUsize::new(0));
     let manager = AspiredVersionsManager::spawn(ManagerOptions {
         max_num_load_retries: retries,
         load_retry_interval: Duration::from_millis(1),
     });
-    manager.register_model("m", Arc::new(FakeAdapter { broken, attempts: Arc::clone(&attempts) }));
+    manager.register_model("m", Arc::new(FakeAdapter { broken, transient, attempts: Arc::clone(&attempts) }));
     (manager, attempts)
 }
 
@@ -53,22 +57,33 @@ async fn new_version_replaces_old_only_after_it_is_available() {
     assert_eq!(missing.message, "Servable not found for request: Specific(m, 1)");
 }
 
+async fn settled_within(manager: &AspiredVersionsManager, since: &AspiredSnapshot) -> Settlement {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    manager.wait_until_settled(&["m".to_string()], since, Some(deadline)).await
+}
+
 #[tokio::test]
 async fn broken_version_ends_with_error_and_old_keeps_serving() {
-    let (manager, attempts) = manager_with(vec![2], 2);
-    manager.set_aspired_versions("m", aspired(&[1]));
-    wait_for(&manager, "m", 1, ServableState::Available).await;
-    manager.set_aspired_versions("m", aspired(&[2]));
-    let status = wait_for(&manager, "m", 2, ServableState::End).await;
-    assert_eq!(status.error.expect("error").message, "corrupt model");
-    // One attempt plus two retries for v2, one for v1.
-    assert_eq!(attempts.load(Ordering::SeqCst), 4);
-    assert_eq!(manager.handle("m", &VersionRequest::Latest).expect("v1 serves").id.version, 1);
-    // Re-announcing the same broken version does not reload it.
-    manager.set_aspired_versions("m", aspired(&[2]));
-    manager.set_aspired_versions("m", aspired(&[2]));
-    let _ = manager.wait_until_settled(&["m".to_string()]).await;
-    assert_eq!(attempts.load(Ordering::SeqCst), 4);
+    for (transient, expected_attempts) in [(true, 4), (false, 2)] {
+        let (manager, attempts) = manager_failing(vec![2], transient, 2);
+        manager.set_aspired_versions("m", aspired(&[1]));
+        wait_for(&manager, "m", 1, ServableState::Available).await;
+        manager.set_aspired_versions("m", aspired(&[2]));
+        let status = wait_for(&manager, "m", 2, ServableState::End).await;
+        let message = if transient { "model store unreachable" } else { "corrupt model" };
+        assert_eq!(status.error.expect("error").message, message);
+        // A transient error: one attempt plus two retries for v2. A permanent one: no retry.
+        // Plus one for v1.
+        assert_eq!(attempts.load(Ordering::SeqCst), expected_attempts, "transient: {transient}");
+        assert_eq!(manager.handle("m", &VersionRequest::Latest).expect("v1 serves").id.version, 1);
+        // Re-announcing the same broken version does not reload it.
+        let marks = manager.aspired_marks().await;
+        manager.set_aspired_versions("m", aspired(&[2]));
+        manager.set_aspired_versions("m", aspired(&[2]));
+        let settled = settled_within(&manager, &marks).await;
+        assert_eq!(settled.failures.len(), 1, "{settled:?}");
+        assert_eq!(attempts.load(Ordering::SeqCst), expected_attempts);
+    }
 }
 
 #[tokio::test]
@@ -104,9 +119,48 @@ async fn empty_aspired_set_unloads_everything() {
 async fn settled_reports_initial_failures() {
     let (manager, _) = manager_with(vec![7], 0);
     manager.set_aspired_versions("m", aspired(&[7]));
-    let failures = manager.wait_until_settled(&["m".to_string()]).await;
-    assert_eq!(failures.len(), 1);
-    assert_eq!(failures[0].0.version, 7);
+    let settled = settled_within(&manager, &AspiredSnapshot::new()).await;
+    assert_eq!(settled.failures.len(), 1);
+    assert_eq!(settled.failures[0].0.version, 7);
+}
+
+#[tokio::test]
+async fn settling_waits_for_news_reports_models_without_versions_and_stops_at_the_deadline() {
+    let (manager, _) = manager_with(vec![], 0);
+    // Nothing heard from the source: not settled, and the deadline ends the wait with why.
+    let deadline = std::time::Instant::now() + Duration::from_millis(50);
+    let settled = manager.wait_until_settled(&["m".to_string()], &AspiredSnapshot::new(), Some(deadline)).await;
+    assert_eq!(settled.unsettled.len(), 1, "{settled:?}");
+    assert!(settled.unsettled[0].1.contains("has not reported its versions"), "{settled:?}");
+    // An empty set: settled at once, as a model without versions.
+    manager.set_aspired_versions("m", aspired(&[]));
+    let settled = settled_within(&manager, &AspiredSnapshot::new()).await;
+    assert_eq!(settled.without_versions, vec!["m".to_string()]);
+    // An old set is no news: a set taken before the marks does not count.
+    let marks = manager.aspired_marks().await;
+    let deadline = std::time::Instant::now() + Duration::from_millis(50);
+    let settled = manager.wait_until_settled(&["m".to_string()], &marks, Some(deadline)).await;
+    assert_eq!(settled.unsettled.len(), 1, "{settled:?}");
+    manager.set_aspired_versions("m", aspired(&[1]));
+    assert_eq!(settled_within(&manager, &marks).await, Settlement::default());
+}
+
+#[tokio::test]
+async fn a_version_aspired_again_while_it_unloads_serves_again() {
+    // The model is removed from the config while a request holds its version, and added back
+    // before that request ends: once the old copy has drained, the version loads again.
+    let (manager, attempts) = manager_with(vec![], 0);
+    manager.set_aspired_versions("m", aspired(&[1]));
+    wait_for(&manager, "m", 1, ServableState::Available).await;
+    let in_flight = manager.handle("m", &VersionRequest::Latest).expect("v1");
+    manager.set_aspired_versions("m", aspired(&[]));
+    wait_for(&manager, "m", 1, ServableState::Unloading).await;
+    let marks = manager.aspired_marks().await;
+    manager.set_aspired_versions("m", aspired(&[1]));
+    drop(in_flight);
+    assert_eq!(settled_within(&manager, &marks).await, Settlement::default());
+    assert_eq!(manager.handle("m", &VersionRequest::Latest).expect("v1 again").id.version, 1);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
@@ -117,7 +171,7 @@ async fn labels_resolve_to_versions() {
     wait_for(&manager, "m", 1, ServableState::Available).await;
     manager.set_labels("m", [("stable".to_string(), 1)].into());
     manager.set_aspired_versions("m", aspired(&[1, 2]));
-    let _ = manager.wait_until_settled(&["m".to_string()]).await;
+    let _ = settled_within(&manager, &AspiredSnapshot::new()).await;
     // The label command is ordered before this lookup by the task's queue; poll the map.
     let handle = tokio::time::timeout(Duration::from_secs(5), async {
         loop {

@@ -12,6 +12,8 @@ pub mod loader;
 pub mod manager;
 mod manager_state;
 #[cfg(test)]
+mod manager_state_tests;
+#[cfg(test)]
 mod manager_tests;
 pub mod model_config;
 pub mod policy;
@@ -28,7 +30,7 @@ pub use extended::ExtendedServable;
 pub use extensions::Extensions;
 pub use handle::ServableHandle;
 pub use loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
-pub use manager::{AspiredVersionsManager, ManagerOptions, VersionStatus};
+pub use manager::{AspiredSnapshot, AspiredVersionsManager, ManagerOptions, Settlement, VersionStatus};
 pub use model_config::{ConfigReloader, ModelConfig, ReloadFuture};
 pub use policy::VersionPolicy;
 pub use secret::Secret;

@@ -25,8 +25,9 @@ pub struct ModelConfig {
 /// A boxed future, so the trait stays object-safe.
 pub type ReloadFuture = Pin<Box<dyn Future<Output = ServingResult<()>> + Send>>;
 
-/// Replaces the set of served models: models that are new are loaded (and waited for),
-/// models that are gone are unloaded, and the others get their new policy and labels.
+/// Replaces the set of served models: models that are new are loaded (and waited for, until
+/// `deadline` at most), models that are gone are unloaded, and the others get their new
+/// policy and labels.
 pub trait ConfigReloader: Send + Sync {
-    fn reload(&self, models: Vec<ModelConfig>) -> ReloadFuture;
+    fn reload(&self, models: Vec<ModelConfig>, deadline: Option<std::time::Instant>) -> ReloadFuture;
 }

@@ -78,21 +78,33 @@ impl Servable for HalfPlusTwo {
 }
 
 /// Loads `HalfPlusTwo` for every version, except the versions listed in `broken`, which fail
-/// with "corrupt model". Counts load attempts.
+/// with "corrupt model" (a permanent error), or with "model store unreachable" (a transient
+/// one) when `transient`. Counts load attempts.
 pub(crate) struct FakeAdapter {
     pub broken: Vec<i64>,
+    pub transient: bool,
     pub attempts: Arc<AtomicUsize>,
+}
+
+impl FakeAdapter {
+    /// An adapter whose every version loads.
+    pub(crate) fn healthy() -> Self {
+        Self { broken: Vec::new(), transient: false, attempts: Arc::default() }
+    }
 }
 
 struct FakeLoader {
     fail: bool,
+    transient: bool,
     attempts: Arc<AtomicUsize>,
 }
 
 impl Loader for FakeLoader {
     fn load(&self) -> ServingResult<Arc<dyn Servable>> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
-        if self.fail {
+        if self.fail && self.transient {
+            Err(ServingError::unavailable("model store unreachable"))
+        } else if self.fail {
             Err(ServingError::invalid_argument("corrupt model"))
         } else {
             Ok(Arc::new(HalfPlusTwo))
@@ -106,7 +118,11 @@ impl SourceAdapter for FakeAdapter {
     }
 
     fn adapt(&self, id: &ServableId, _path: PathBuf) -> ServingResult<Box<dyn Loader>> {
-        Ok(Box::new(FakeLoader { fail: self.broken.contains(&id.version), attempts: Arc::clone(&self.attempts) }))
+        Ok(Box::new(FakeLoader {
+            fail: self.broken.contains(&id.version),
+            transient: self.transient,
+            attempts: Arc::clone(&self.attempts),
+        }))
     }
 }
 
@@ -122,11 +138,10 @@ pub(crate) async fn serve_half_plus_two(name: &str) -> AspiredVersionsManager {
         max_num_load_retries: 0,
         load_retry_interval: Duration::from_millis(1),
     });
-    manager.register_model(name, Arc::new(FakeAdapter { broken: Vec::new(), attempts: Arc::default() }));
+    manager.register_model(name, Arc::new(FakeAdapter::healthy()));
     manager.set_aspired_versions(name, aspired(&[1]));
-    let settled = tokio::time::timeout(Duration::from_secs(10), manager.wait_until_settled(&[name.to_string()]))
-        .await
-        .expect("the fake version settles");
-    assert!(settled.is_empty(), "the fake version failed to load: {settled:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let settled = manager.wait_until_settled(&[name.to_string()], &Default::default(), Some(deadline)).await;
+    assert_eq!(settled, Default::default(), "the fake version did not load");
     manager
 }

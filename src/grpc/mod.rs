@@ -36,7 +36,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
 /// Applies the `ModelServerConfig` of a `HandleReloadConfigRequest`. The server's wiring
 /// implements it with the config layer's reader, so this transport never parses configs.
 pub trait ModelServerConfigReloader: Send + Sync {
-    fn reload(&self, config: ModelServerConfig) -> ReloadFuture;
+    /// Applies `config`, waiting for its new models until `deadline` (the client's) at most.
+    fn reload(&self, config: ModelServerConfig, deadline: Option<std::time::Instant>) -> ReloadFuture;
 }
 
 /// Shared state of the gRPC services.

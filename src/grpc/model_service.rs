@@ -60,9 +60,10 @@ impl ModelService for ModelServiceImpl {
         &self,
         request: Request<ReloadConfigRequest>,
     ) -> Result<Response<ReloadConfigResponse>, Status> {
+        let deadline = super::model_spec::deadline(request.metadata());
         let request = request.into_inner();
         let config = request.config.unwrap_or_default();
-        self.state.reloader.reload(config).await.map_err(to_status)?;
+        self.state.reloader.reload(config, deadline).await.map_err(to_status)?;
         if !request.metric_names.is_empty() {
             info!(metrics = ?request.metric_names, "reload metrics are not tracked; none are returned");
         }

@@ -21,7 +21,7 @@ use crate::proto::tensorflow::{tensor_shape_proto, TensorProto, TensorShapeProto
 struct NoReload;
 
 impl ModelServerConfigReloader for NoReload {
-    fn reload(&self, _config: ModelServerConfig) -> ReloadFuture {
+    fn reload(&self, _config: ModelServerConfig, _deadline: Option<std::time::Instant>) -> ReloadFuture {
         Box::pin(async { Err(ServingError::unimplemented("reload is not part of these tests")) })
     }
 }

@@ -114,7 +114,7 @@ mod tests {
     fn provider_gauges_rise_on_load_and_drop_when_the_version_unloads() {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
-            let fake: Arc<dyn SourceAdapter> = Arc::new(FakeAdapter { broken: Vec::new(), attempts: Arc::default() });
+            let fake: Arc<dyn SourceAdapter> = Arc::new(FakeAdapter::healthy());
             let adapter = Decorated::wrap(fake, VersionMetrics);
             let id = ServableId { name: "m".into(), version: 1 };
             let servable = adapter.adapt(&id, PathBuf::from("/m/1")).expect("adapt").load().expect("load");

@@ -23,7 +23,9 @@ use crate::platforms::PlatformRegistry;
 use crate::runtime::{OrtRuntime, SessionOptions};
 use crate::sources::file_system::check_base_paths;
 use crate::sources::FileSystemSource;
-use server_core::{failure_list, poll_model_config_file, watched, ServerCore, SharedCore};
+use server_core::{
+    failure_list, no_versions_message, poll_model_config_file, watched, AppliedConfig, ServerCore, SharedCore,
+};
 
 pub use crate::core::ModelConfig;
 pub use config::{BatchingConfig, ConfigError, ServerConfig};
@@ -130,22 +132,29 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         allow_labels_for_unavailable_models: config.allow_labels_for_unavailable_models,
         manager: manager.clone(),
         source: source_handle,
-        current: Mutex::new(Vec::new()),
+        current: Mutex::new(AppliedConfig::default()),
         configured_tx,
     });
 
     let names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
     info!(models = ?names, "waiting for the initial model versions");
-    let failures = match core.apply(config.models.clone()).await {
-        Ok(failures) => failures,
+    let settlement = match core.apply(config.models.clone(), None).await {
+        Ok(settlement) => settlement,
         Err(error) => {
             shutdown.cancel();
             bail!("{error}");
         }
     };
+    let failures = &settlement.failures;
     if !failures.is_empty() {
         shutdown.cancel();
-        bail!("{} servable(s) did not become available: {}", failures.len(), failure_list(&failures));
+        bail!("{} servable(s) did not become available: {}", failures.len(), failure_list(failures));
+    }
+    for name in &settlement.without_versions {
+        // NOTE: TF Serving waits here forever; we serve the other models and load this one
+        // as soon as a version directory appears.
+        let base_path = config.models.iter().find(|m| &m.name == name).map(|m| m.base_path.clone()).unwrap_or_default();
+        warn!(model = %name, "{}; serving without it until a version appears", no_versions_message(name, &base_path));
     }
 
     // NOTE: the ports open only now, after the initial versions loaded, so readiness starts true.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,7 @@ use crate::batching::BatchingDecorator;
 use crate::config::model_server_config::{model_config_list, model_configs};
 use crate::core::{
     AspiredVersionsManager, ConfigReloader, Decorated, ModelConfig, ReloadFuture, ServableId, ServableState,
-    ServingError, ServingResult, SourceAdapter,
+    ServingError, ServingResult, Settlement, SourceAdapter,
 };
 use crate::observability::VersionMetrics;
 use crate::platforms::PlatformRegistry;
@@ -33,9 +33,24 @@ pub(super) struct ServerCore {
     pub(super) allow_labels_for_unavailable_models: bool,
     pub(super) manager: AspiredVersionsManager,
     pub(super) source: FileSystemSourceHandle,
-    /// The applied config; the lock also serialises reloads.
-    pub(super) current: Mutex<Vec<ModelConfig>>,
+    /// The applied config. The lock serialises the changes, never a wait for loads.
+    pub(super) current: Mutex<AppliedConfig>,
     pub(super) configured_tx: watch::Sender<Vec<String>>,
+}
+
+/// The config applied last, and how many configs have been applied.
+#[derive(Default)]
+pub(super) struct AppliedConfig {
+    pub(super) models: Vec<ModelConfig>,
+    pub(super) generation: u64,
+}
+
+/// TF Serving's warning for a base path without a version directory.
+pub(super) fn no_versions_message(model: &str, base_path: &std::path::Path) -> String {
+    format!(
+        "No versions of servable {model} found under base path {}. Did you forget to name your leaf directory as a number (eg. '/1/')?",
+        base_path.display()
+    )
 }
 
 pub(super) fn watched(models: &[ModelConfig]) -> Vec<WatchedModel> {
@@ -52,12 +67,36 @@ pub(super) fn failure_list(failures: &[(ServableId, ServingError)]) -> String {
 }
 
 impl ServerCore {
-    /// Registers adapters, labels and paths, then waits for the models not served before.
-    /// Returns the versions of those models that failed to load.
-    pub(super) async fn apply(&self, models: Vec<ModelConfig>) -> ServingResult<Vec<(ServableId, ServingError)>> {
+    /// Registers adapters, labels and paths, then waits (until `deadline` at most, without
+    /// holding the config lock) for the models not served before, and reports how they went.
+    pub(super) async fn apply(&self, models: Vec<ModelConfig>, deadline: Option<Instant>) -> ServingResult<Settlement> {
+        let (previous, added, marks, generation) = self.start_apply(&models).await?;
+        let settlement = self.manager.wait_until_settled(&added, &marks, deadline).await;
+        // NOTE: labels are checked once the new versions had their chance to load, and each
+        // model's whole label map is replaced in one step, so a canary flip is atomic. A
+        // newer config applied meanwhile owns the labels.
+        let current = self.current.lock().await;
+        if current.generation != generation {
+            return Ok(settlement);
+        }
+        self.check_labels(&previous, &models)?;
+        for model in &models {
+            let labels: HashMap<String, i64> = model.labels.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            self.manager.set_labels(&model.name, labels);
+        }
+        Ok(settlement)
+    }
+
+    /// Under the config lock: checks the config, hands it to the manager and the source, and
+    /// returns the previous models, the new ones' names, the aspired marks they are measured
+    /// against and the config's generation.
+    async fn start_apply(
+        &self,
+        models: &[ModelConfig],
+    ) -> ServingResult<(Vec<ModelConfig>, Vec<String>, crate::core::AspiredSnapshot, u64)> {
         let mut current = self.current.lock().await;
         let mut adapters = Vec::with_capacity(models.len());
-        for model in &models {
+        for model in models {
             let adapter = self.registry.adapter(&model.platform).map_err(|known| {
                 ServingError::invalid_argument(format!(
                     "Model {} requests unsupported platform {} ({known})",
@@ -66,28 +105,45 @@ impl ServerCore {
             })?;
             adapters.push(self.decorate(adapter));
         }
-        let watched = watched(&models);
+        let watched = watched(models);
         check_base_paths(&watched).map_err(ServingError::not_found)?;
-        let previous: BTreeSet<&str> = current.iter().map(|m| m.name.as_str()).collect();
+        let served: BTreeSet<&str> = current.models.iter().map(|m| m.name.as_str()).collect();
         let added: Vec<String> =
-            models.iter().filter(|m| !previous.contains(m.name.as_str())).map(|m| m.name.clone()).collect();
+            models.iter().filter(|m| !served.contains(m.name.as_str())).map(|m| m.name.clone()).collect();
         for (model, adapter) in models.iter().zip(adapters) {
             self.manager.register_model(&model.name, adapter);
         }
+        // NOTE: taken after the registrations and before the source scans, so only the
+        // source's answer to this config counts as news.
+        let marks = self.manager.aspired_marks().await;
         self.source.set_models(watched).await;
-        let failures = self.manager.wait_until_settled(&added).await;
-        // NOTE: labels are checked once the new versions had their chance to load, and each
-        // model's whole label map is replaced in one step, so a canary flip is atomic.
-        let label_result = self.check_labels(&current, &models);
-        if label_result.is_ok() {
-            for model in &models {
-                let labels: HashMap<String, i64> = model.labels.iter().map(|(k, v)| (k.clone(), *v)).collect();
-                self.manager.set_labels(&model.name, labels);
-            }
+        let previous = std::mem::replace(&mut current.models, models.to_vec());
+        current.generation += 1;
+        self.configured_tx.send_replace(current.models.iter().map(|m| m.name.clone()).collect());
+        Ok((previous, added, marks, current.generation))
+    }
+
+    /// Says what a settlement means to the one who asked: `Ok` when every new model serves,
+    /// else TF Serving's messages for the versions that failed, then the models without a
+    /// version and those still loading.
+    pub(super) fn outcome(&self, models: &[ModelConfig], settlement: &Settlement) -> ServingResult<()> {
+        let Settlement { failures, without_versions, unsettled } = settlement;
+        let mut problems = Vec::new();
+        if !failures.is_empty() {
+            problems.push(format!("{} model(s) did not become available: {}", failures.len(), failure_list(failures)));
         }
-        *current = models;
-        self.configured_tx.send_replace(current.iter().map(|m| m.name.clone()).collect());
-        label_result.map(|()| failures)
+        for name in without_versions {
+            let base_path = models.iter().find(|m| &m.name == name).map(|m| m.base_path.clone()).unwrap_or_default();
+            problems.push(no_versions_message(name, &base_path));
+        }
+        for (name, why) in unsettled {
+            problems.push(format!("model {name} is not available yet: {why}"));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let code = if failures.is_empty() { crate::core::Code::Unavailable } else { crate::core::Code::Unknown };
+        Err(ServingError::new(code, problems.join("; ")))
     }
 
     /// Wraps a platform's adapter: batching innermost (so warmup goes through it), then
@@ -135,12 +191,12 @@ pub(super) struct SharedCore {
 }
 
 impl crate::grpc::ModelServerConfigReloader for SharedCore {
-    fn reload(&self, config: ModelServerConfig) -> ReloadFuture {
+    fn reload(&self, config: ModelServerConfig, deadline: Option<Instant>) -> ReloadFuture {
         let models = model_config_list(&config).and_then(|list| model_configs(list, &self.working_dir));
         match models {
             Ok(models) => {
                 info!(models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), "reloading the model config");
-                ConfigReloader::reload(self, models)
+                ConfigReloader::reload(self, models, deadline)
             }
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
@@ -148,18 +204,11 @@ impl crate::grpc::ModelServerConfigReloader for SharedCore {
 }
 
 impl ConfigReloader for SharedCore {
-    fn reload(&self, models: Vec<ModelConfig>) -> ReloadFuture {
+    fn reload(&self, models: Vec<ModelConfig>, deadline: Option<Instant>) -> ReloadFuture {
         let core = Arc::clone(&self.core);
         Box::pin(async move {
-            let failures = core.apply(models).await?;
-            if failures.is_empty() {
-                return Ok(());
-            }
-            Err(ServingError::unknown(format!(
-                "{} model(s) did not become available: {}",
-                failures.len(),
-                failure_list(&failures)
-            )))
+            let settlement = core.apply(models.clone(), deadline).await?;
+            core.outcome(&models, &settlement)
         })
     }
 }
@@ -199,7 +248,7 @@ pub(super) async fn poll_model_config_file(
         info!(path = %path.display(), models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
             "model config file changed, reloading");
         let shared = SharedCore { core: Arc::clone(&core), working_dir: working_dir.clone() };
-        match ConfigReloader::reload(&shared, models).await {
+        match ConfigReloader::reload(&shared, models, None).await {
             Ok(()) => applied = Some(text),
             Err(error) => warn!(path = %path.display(), error = %error, "the changed model config file did not apply"),
         }

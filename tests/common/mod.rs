@@ -118,6 +118,19 @@ impl ServerProcess {
         self.logs.lock().expect("logs").iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
+    /// Returns the first log line that contains `needle`, once the log reader has seen it
+    /// (stderr is read on its own thread), or panics after 10 s.
+    pub async fn wait_for_log_line(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log_lines_with(needle).into_iter().next() {
+                return line;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no log line contains {needle:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn spawn(args: &[&str], envs: &[(&str, &str)], keep_logs: bool) -> Self {
         let mut child = serve_command(args, envs)
             .stdout(Stdio::piped())
