@@ -360,10 +360,11 @@ async fn labels_may_point_ahead_with_the_flag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_in_flight_requests_and_exits_0() {
+async fn sigterm_opens_a_drain_window_then_finishes_in_flight_requests_and_exits_0() {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
         .args(["serve", "--model_name=slow", "--rest_api_address=127.0.0.1:0", "--grpc_address=127.0.0.1:0"])
+        .arg("--drain_seconds=2")
         .arg(format!("--model_base_path={}", repo_path("tests/fixtures/slow_loop").display()))
         .env("RUST_LOG", "info,onnx_serving::runtime=debug")
         .stdout(std::process::Stdio::piped())
@@ -385,15 +386,51 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
             }
         }
     });
-    // About a second of work: it must finish although SIGTERM arrives while it runs.
-    let body = json!({"inputs": {"iterations": 400000, "x": [vec![0.5f32; 64]]}}).to_string();
-    let request = tokio::spawn(async move {
-        reqwest::Client::new().post(format!("http://{address}/v1/models/slow:predict")).body(body).send().await
-    });
+    let predict_url = format!("http://{address}/v1/models/slow:predict");
+    let slow_predict = |iterations: u64| {
+        let url = predict_url.clone();
+        let body = json!({"inputs": {"iterations": iterations, "x": [vec![0.5f32; 64]]}}).to_string();
+        // NOTE: a fresh connection per request, so each one is accepted or refused as a whole.
+        let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+        async move { client.post(url).body(body).send().await }
+    };
+    // Several seconds of work: it must finish although SIGTERM arrives while it runs, and it
+    // outlasts the drain window.
+    let in_flight = tokio::spawn(slow_predict(2_000_000));
     started_rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the model call started");
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
-    let response = request.await.expect("task").expect("the in-flight request completes");
+
+    // The window: not ready, yet 32 clients that arrive now are all answered.
+    let client = reqwest::Client::new();
+    let ready_url = format!("http://{address}/v1/health/ready");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = client.get(&ready_url).send().await.map(|r| r.status().as_u16());
+        if status.as_ref().ok() == Some(&503) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "readiness never turned off: {status:?}");
+        tokio::task::yield_now().await;
+    }
+    let during: Vec<_> = (0..32).map(|_| tokio::spawn(slow_predict(1))).collect();
+
+    // After the window: new connections are refused while the slow request still runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpStream::connect(&address).await {
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            other => assert!(std::time::Instant::now() < deadline, "the port stayed open: {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!in_flight.is_finished(), "the slow request was still running when the window closed");
+
+    for (index, request) in during.into_iter().enumerate() {
+        let response = request.await.expect("task").unwrap_or_else(|e| panic!("client {index} lost: {e}"));
+        assert_eq!(response.status(), 200, "client {index}");
+    }
+    let response = in_flight.await.expect("task").expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "a drained shutdown exits 0");

@@ -149,8 +149,14 @@ pub struct ServeArgs {
         require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub allow_version_labels_for_unavailable_models: bool,
 
-    /// On SIGTERM or Ctrl-C, how long in-flight requests may take before the process exits
-    /// anyway. Not a TF Serving flag.
+    /// On SIGTERM or Ctrl-C, how long the server keeps accepting requests while it reports
+    /// not ready, so load balancers take it out of rotation first. A second signal ends the
+    /// window early. Not a TF Serving flag.
+    #[arg(long = "drain_seconds", default_value_t = 5)]
+    pub drain_seconds: u64,
+
+    /// On SIGTERM or Ctrl-C, after the drain window, how long in-flight requests may take
+    /// before the process exits anyway. Not a TF Serving flag.
     #[arg(long = "shutdown_grace_seconds", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
 

@@ -199,12 +199,13 @@ const HEALTH_SERVICE_NAMES: [&str; 5] = [
 ];
 
 /// Keeps the health service in step with the models: SERVING while every configured model
-/// has an AVAILABLE version, NOT_SERVING otherwise. Runs until `shutdown`.
+/// has an AVAILABLE version, NOT_SERVING otherwise. When `draining` fires (the drain window
+/// of a shutdown opens) it reports NOT_SERVING and ends; the service keeps answering that.
 pub async fn health_task(
     reporter: tonic_health::server::HealthReporter,
     manager: AspiredVersionsManager,
     configured: tokio::sync::watch::Receiver<Vec<String>>,
-    shutdown: CancellationToken,
+    draining: CancellationToken,
 ) {
     let mut status_rx = manager.subscribe();
     let mut configured = configured;
@@ -227,7 +228,7 @@ pub async fn health_task(
             info!(serving, "gRPC health status changed");
             last = Some(serving);
         }
-        if shutdown.is_cancelled() {
+        if draining.is_cancelled() {
             for name in HEALTH_SERVICE_NAMES {
                 reporter.set_service_status(name, tonic_health::ServingStatus::NotServing).await;
             }
@@ -236,7 +237,7 @@ pub async fn health_task(
         tokio::select! {
             changed = status_rx.changed() => if changed.is_err() { return },
             changed = configured.changed() => if changed.is_err() { return },
-            _ = shutdown.cancelled() => {}
+            _ = draining.cancelled() => {}
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub model_config_file_poll_wait: Option<Duration>,
     /// `--allow_version_labels_for_unavailable_models`.
     pub allow_labels_for_unavailable_models: bool,
+    /// How long a shutdown keeps accepting requests while reporting not ready.
+    pub drain: Duration,
     /// How long a shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// The Prometheus path from `--monitoring_config_file`, when enabled.
@@ -114,6 +116,9 @@ impl ServerConfig {
             model_config_file: None,
             model_config_file_poll_wait: None,
             allow_labels_for_unavailable_models: false,
+            // NOTE: in-process servers (tests, embedders) stop at once; the binary's flag
+            // defaults to a few seconds.
+            drain: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
             prometheus_path: None,
             credentials: None,
@@ -291,6 +296,7 @@ impl ServerConfig {
             model_config_file_poll_wait: (args.model_config_file_poll_wait_seconds > 0)
                 .then(|| Duration::from_secs(args.model_config_file_poll_wait_seconds)),
             allow_labels_for_unavailable_models: args.allow_version_labels_for_unavailable_models,
+            drain: Duration::from_secs(args.drain_seconds),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             prometheus_path,
             credentials: credentials_from_args(args)?,

@@ -63,16 +63,36 @@ pub struct RunningServer {
     pub grpc_address: Option<SocketAddr>,
     pub manager: AspiredVersionsManager,
     ready: Arc<AtomicBool>,
+    drain: Duration,
     shutdown_grace: Duration,
+    /// Fires when the drain window opens: readiness and gRPC health turn off.
+    draining: CancellationToken,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
 
 impl RunningServer {
-    /// Turns readiness off, stops accepting connections, lets in-flight requests finish
-    /// within the grace period, and stops every task.
+    /// Turns readiness off, keeps accepting requests for the drain window (or until `cut`
+    /// resolves), then stops accepting connections, lets in-flight requests finish within
+    /// the grace period, and stops every task.
+    pub async fn shutdown_after_drain(self, cut: impl std::future::Future<Output = ()>) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.draining.cancel();
+        if !self.drain.is_zero() {
+            info!(drain = ?self.drain, "not ready; still accepting requests for the drain window");
+            tokio::select! {
+                _ = tokio::time::sleep(self.drain) => {}
+                _ = cut => info!("second signal: ending the drain window early"),
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Turns readiness off, stops accepting connections at once, lets in-flight requests
+    /// finish within the grace period, and stops every task.
     pub async fn shutdown(mut self) {
         self.ready.store(false, Ordering::SeqCst);
+        self.draining.cancel();
         self.shutdown.cancel();
         let drained =
             tokio::time::timeout(self.shutdown_grace, async { while self.tasks.join_next().await.is_some() {} }).await;
@@ -111,6 +131,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 
     let manager = AspiredVersionsManager::spawn(config.manager.clone());
     let shutdown = CancellationToken::new();
+    let draining = CancellationToken::new();
     let mut tasks = JoinSet::new();
     // NOTE: installed before the initial load, so its load times and states are recorded.
     let prometheus = match &config.prometheus_path {
@@ -175,7 +196,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let health = if config.grpc.enable_health_service {
         let reporter = tonic_health::server::HealthReporter::new();
         let service = tonic_health::server::HealthService::from_health_reporter(reporter.clone());
-        tasks.spawn(crate::grpc::health_task(reporter, manager.clone(), configured_rx, shutdown.clone()));
+        tasks.spawn(crate::grpc::health_task(reporter, manager.clone(), configured_rx, draining.clone()));
         Some(tonic_health::pb::health_server::HealthServer::new(service))
     } else {
         None
@@ -252,29 +273,33 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             },
             prometheus.clone(),
         );
-        let token = shutdown.clone();
+        // NOTE: one server stack for plain and TLS REST, so both shut down the same way: no
+        // new connections once the drain window closes, in-flight requests get the grace.
+        let listener = listener.into_std().context("cannot hand over the REST socket")?;
+        let handle = axum_server::Handle::new();
+        let (token, grace, stopper) = (shutdown.clone(), config.shutdown_grace, handle.clone());
+        tasks.spawn(async move {
+            token.cancelled().await;
+            stopper.graceful_shutdown(Some(grace));
+        });
+        let server = axum_server::from_tcp(listener).context("cannot serve the REST socket")?.handle(handle);
+        let service = app.into_make_service();
         match rest_tls {
             None => {
+                let server = server.acceptor(axum_server::accept::NoDelayAcceptor::new());
                 tasks.spawn(async move {
-                    let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
-                    if let Err(error) = served {
+                    if let Err(error) = server.serve(service).await {
                         warn!(error = %error, "REST server stopped with an error");
                     }
                 });
             }
             Some(tls) => {
-                let listener = listener.into_std().context("cannot hand the REST socket to the TLS server")?;
-                let handle = axum_server::Handle::new();
-                let grace = config.shutdown_grace;
-                let stopper = handle.clone();
-                tasks.spawn(async move {
-                    token.cancelled().await;
-                    stopper.graceful_shutdown(Some(grace));
-                });
-                let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?.handle(handle);
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                let server = server.acceptor(acceptor);
                 info!("REST API served over TLS");
                 tasks.spawn(async move {
-                    if let Err(error) = server.serve(app.into_make_service()).await {
+                    if let Err(error) = server.serve(service).await {
                         warn!(error = %error, "REST TLS server stopped with an error");
                     }
                 });
@@ -286,7 +311,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         grpc_address,
         manager,
         ready,
+        drain: config.drain,
         shutdown_grace: config.shutdown_grace,
+        draining,
         shutdown,
         tasks,
     })
@@ -305,12 +332,13 @@ fn bind_unix_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixLi
     tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind the gRPC API to unix:{}", path.display()))
 }
 
-/// Runs until Ctrl-C or SIGTERM, then drains and exits.
+/// Runs until Ctrl-C or SIGTERM, then drains and exits; a second signal ends the drain
+/// window early.
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let server = start(config).await?;
     wait_for_signal().await;
     info!("shutting down");
-    server.shutdown().await;
+    server.shutdown_after_drain(wait_for_signal()).await;
     Ok(())
 }
 
