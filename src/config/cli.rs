@@ -245,6 +245,15 @@ pub struct ServeArgs {
     #[arg(long = "max_num_load_retries", default_value_t = 5)]
     pub max_num_load_retries: u32,
 
+    /// How many versions load at once after the initial load; 0 loads one at a time. The
+    /// initial load uses 4 per CPU, as TF Serving's does.
+    #[arg(long = "num_load_threads", default_value_t = 0)]
+    pub num_load_threads: usize,
+
+    /// Accepted for TF Serving's command lines; unloads run as each version drains.
+    #[arg(long = "num_unload_threads", default_value_t = 0)]
+    pub num_unload_threads: usize,
+
     /// Wait between load retries, in microseconds.
     #[arg(long = "load_retry_interval_micros", default_value_t = 60_000_000)]
     pub load_retry_interval_micros: u64,
@@ -291,6 +300,11 @@ pub struct ServeArgs {
     /// (it needs tensorflow and tf2onnx: python/requirements-convert.txt).
     #[arg(long = "conversion_python", default_value = "python3")]
     pub conversion_python: String,
+
+    /// A SavedModel conversion still running after this many seconds is stopped and the
+    /// version fails to load with the converter's last output; 0 never stops it.
+    #[arg(long = "conversion_timeout_seconds", default_value_t = 1800)]
+    pub conversion_timeout_seconds: u64,
 
     /// Threads inside one operator; 0 lets ONNX Runtime use every core.
     #[arg(long = "intra_op_threads", default_value_t = 0)]

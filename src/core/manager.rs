@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use super::error::{ServingError, ServingResult};
 use super::handle::ServableHandle;
@@ -46,6 +46,9 @@ enum ManagerCommand {
     Sync {
         done: oneshot::Sender<AspiredSnapshot>,
     },
+    SetLoadThreads {
+        threads: usize,
+    },
 }
 
 /// How the models a config reload waits for turned out.
@@ -81,7 +84,10 @@ impl AspiredVersionsManager {
         let weak_command_tx = command_tx.downgrade();
         let serving = RwLock::new(Arc::new(ServingMap::new()));
         let shared = Arc::new(Shared { command_tx, serving, status_rx, aspired_rx });
+        let load_threads = options.num_load_threads.max(1);
         let task = ManagerTask {
+            loads: Arc::new(Semaphore::new(load_threads)),
+            load_threads,
             state: ManagerState::new(options),
             command_tx: weak_command_tx,
             status_tx,
@@ -95,6 +101,12 @@ impl AspiredVersionsManager {
     /// Registers a model and the adapter that turns its version paths into loaders.
     pub fn register_model(&self, name: &str, adapter: Arc<dyn SourceAdapter>) {
         self.send(ManagerCommand::RegisterModel { name: name.to_string(), adapter });
+    }
+
+    /// Changes how many versions may load at once (0 counts as 1). Loads already running
+    /// finish; the new bound applies to the next ones.
+    pub fn set_load_threads(&self, threads: usize) {
+        self.send(ManagerCommand::SetLoadThreads { threads });
     }
 
     /// Replaces the version labels of a model.
@@ -277,6 +289,9 @@ struct ManagerTask {
     status_tx: watch::Sender<StatusSnapshot>,
     aspired_tx: watch::Sender<AspiredSnapshot>,
     shared: std::sync::Weak<Shared>,
+    /// One permit per load that may run at once.
+    loads: Arc<Semaphore>,
+    load_threads: usize,
 }
 
 impl ManagerTask {
@@ -299,6 +314,10 @@ impl ManagerTask {
                 }
                 ManagerCommand::Sync { done } => {
                     let _ = done.send(self.state.aspired_snapshot());
+                    continue;
+                }
+                ManagerCommand::SetLoadThreads { threads } => {
+                    self.set_load_threads(threads.max(1));
                     continue;
                 }
             };
@@ -339,12 +358,32 @@ impl ManagerTask {
         });
     }
 
+    fn set_load_threads(&mut self, threads: usize) {
+        if threads > self.load_threads {
+            self.loads.add_permits(threads - self.load_threads);
+        } else if threads < self.load_threads {
+            // NOTE: permits held by running loads are taken back as those loads end.
+            let (loads, fewer) = (Arc::clone(&self.loads), threads.abs_diff(self.load_threads));
+            tokio::spawn(async move {
+                if let Ok(permits) = loads.acquire_many_owned(u32::try_from(fewer).unwrap_or(u32::MAX)).await {
+                    permits.forget();
+                }
+            });
+        }
+        self.load_threads = threads;
+    }
+
     fn run_effect(&self, effect: Effect) {
         let Some(command_tx) = self.command_tx.upgrade() else { return };
         match effect {
             Effect::Load { id, loader } => {
-                tokio::task::spawn_blocking(move || {
-                    let result = loader.load();
+                let loads = Arc::clone(&self.loads);
+                tokio::spawn(async move {
+                    let permit = loads.acquire_owned().await;
+                    let result = tokio::task::spawn_blocking(move || loader.load()).await.unwrap_or_else(|_| {
+                        Err(ServingError::internal("the load stopped unexpectedly (a panic in the loader)"))
+                    });
+                    drop(permit);
                     let _ = command_tx.send(ManagerCommand::LoadDone { id, result });
                 });
             }

@@ -16,17 +16,19 @@ use super::loader::{AspiredVersion, Loader, SourceAdapter};
 use super::policy::{availability_preserving_action, PolicyAction, PolicyVersion};
 use super::servable::{Servable, ServableId, ServableState};
 
-/// Retry behaviour for loads, as TF Serving's `--max_num_load_retries` and
-/// `--load_retry_interval_micros`.
+/// Load behaviour, as TF Serving's `--max_num_load_retries`, `--load_retry_interval_micros`
+/// and `--num_load_threads`.
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
     pub max_num_load_retries: u32,
     pub load_retry_interval: Duration,
+    /// How many versions load at once (0 counts as 1: one at a time, as TF Serving's 0).
+    pub num_load_threads: usize,
 }
 
 impl Default for ManagerOptions {
     fn default() -> Self {
-        Self { max_num_load_retries: 5, load_retry_interval: Duration::from_secs(60) }
+        Self { max_num_load_retries: 5, load_retry_interval: Duration::from_secs(60), num_load_threads: 1 }
     }
 }
 

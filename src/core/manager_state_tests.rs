@@ -41,7 +41,8 @@ struct Harness {
 
 impl Harness {
     fn new(max_num_load_retries: u32) -> Self {
-        let options = ManagerOptions { max_num_load_retries, load_retry_interval: Duration::from_secs(60) };
+        let options =
+            ManagerOptions { max_num_load_retries, load_retry_interval: Duration::from_secs(60), num_load_threads: 1 };
         let mut state = ManagerState::new(options);
         state.register_model("m".into(), Arc::new(FakeAdapter::healthy()));
         Self { state, loads: Vec::new(), retries: Vec::new(), unloads: Vec::new() }

@@ -33,6 +33,7 @@ fn manager_with(broken: Vec<i64>, retries: u32) -> (AspiredVersionsManager, Arc<
 fn manager_failing(broken: Vec<i64>, transient: bool, retries: u32) -> (AspiredVersionsManager, Arc<AtomicUsize>) {
     let attempts = Arc::new(AtomicUsize::new(0));
     let manager = AspiredVersionsManager::spawn(ManagerOptions {
+        num_load_threads: 1,
         max_num_load_retries: retries,
         load_retry_interval: Duration::from_millis(1),
     });
@@ -201,4 +202,100 @@ async fn model_status_lists_versions_or_names_the_missing_one() {
         (unknown.code, unknown.message.as_str()),
         (Code::NotFound, "Could not find any versions of model other")
     );
+}
+
+/// Loads that block until the test lets them finish, counting how many run at once.
+#[derive(Default)]
+struct Gate {
+    running: std::sync::Mutex<(usize, usize)>,
+    changed: std::sync::Condvar,
+    released: std::sync::Mutex<usize>,
+    release: std::sync::Condvar,
+}
+
+impl Gate {
+    fn wait_running(&self, count: usize) {
+        let mut running = self.running.lock().expect("gate");
+        while running.0 != count {
+            running = self.changed.wait(running).expect("gate");
+        }
+    }
+
+    fn release_one(&self) {
+        *self.released.lock().expect("gate") += 1;
+        self.release.notify_all();
+    }
+}
+
+struct GatedAdapter(Arc<Gate>);
+
+struct GatedLoader(Arc<Gate>);
+
+impl crate::core::Loader for GatedLoader {
+    fn load(&self) -> crate::core::ServingResult<Arc<dyn crate::core::Servable>> {
+        let gate = &self.0;
+        {
+            let mut running = gate.running.lock().expect("gate");
+            running.0 += 1;
+            running.1 = running.1.max(running.0);
+            gate.changed.notify_all();
+        }
+        let mut released = gate.released.lock().expect("gate");
+        while *released == 0 {
+            released = gate.release.wait(released).expect("gate");
+        }
+        *released -= 1;
+        drop(released);
+        gate.running.lock().expect("gate").0 -= 1;
+        gate.changed.notify_all();
+        Ok(Arc::new(crate::core::testing::HalfPlusTwo))
+    }
+}
+
+impl crate::core::SourceAdapter for GatedAdapter {
+    fn platform(&self) -> &str {
+        "gated"
+    }
+
+    fn adapt(
+        &self,
+        _id: &crate::core::ServableId,
+        _path: std::path::PathBuf,
+    ) -> crate::core::ServingResult<Box<dyn crate::core::Loader>> {
+        Ok(Box::new(GatedLoader(Arc::clone(&self.0))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_run_at_most_num_load_threads_at_once() {
+    let gate = Arc::new(Gate::default());
+    let manager = AspiredVersionsManager::spawn(ManagerOptions { num_load_threads: 0, ..Default::default() });
+    manager.register_model("m", Arc::new(GatedAdapter(Arc::clone(&gate))));
+    let model = |name: &str| name.to_string();
+    manager.register_model("n", Arc::new(GatedAdapter(Arc::clone(&gate))));
+    manager.set_aspired_versions("m", aspired(&[1]));
+    manager.set_aspired_versions("n", aspired(&[1]));
+    let waiting = Arc::clone(&gate);
+    let one = tokio::task::spawn_blocking(move || waiting.wait_running(1));
+    tokio::time::timeout(Duration::from_secs(10), one).await.expect("in time").expect("one load runs");
+    // NOTE: a window in which a second load would start if nothing held it back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gate.running.lock().expect("gate").1, 1, "0 threads load one version at a time");
+    gate.release_one();
+    gate.release_one();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let settled = manager.wait_until_settled(&[model("m"), model("n")], &AspiredSnapshot::new(), Some(deadline)).await;
+    assert_eq!(settled, Settlement::default());
+
+    // Raised to two: two new versions load side by side.
+    manager.set_load_threads(2);
+    manager.set_aspired_versions("m", aspired(&[2]));
+    manager.set_aspired_versions("n", aspired(&[2]));
+    let waiting = Arc::clone(&gate);
+    let two = tokio::task::spawn_blocking(move || waiting.wait_running(2));
+    tokio::time::timeout(Duration::from_secs(10), two).await.expect("in time").expect("two loads run");
+    gate.release_one();
+    gate.release_one();
+    wait_for(&manager, "m", 2, ServableState::Available).await;
+    wait_for(&manager, "n", 2, ServableState::Available).await;
 }

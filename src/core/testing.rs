@@ -135,6 +135,7 @@ pub(crate) fn aspired(versions: &[i64]) -> Vec<AspiredVersion> {
 /// version is AVAILABLE (as the manager reports it).
 pub(crate) async fn serve_half_plus_two(name: &str) -> AspiredVersionsManager {
     let manager = AspiredVersionsManager::spawn(ManagerOptions {
+        num_load_threads: 1,
         max_num_load_retries: 0,
         load_retry_interval: Duration::from_millis(1),
     });

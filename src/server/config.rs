@@ -264,6 +264,7 @@ impl ServerConfig {
             manager: ManagerOptions {
                 max_num_load_retries: args.max_num_load_retries,
                 load_retry_interval: Duration::from_micros(args.load_retry_interval_micros),
+                num_load_threads: args.num_load_threads,
             },
             ort_library_path: args.ort_library_path.clone(),
             session: SessionOptions {
@@ -289,6 +290,8 @@ impl ServerConfig {
                     conversion.cache_dir = working_dir.join(dir);
                 }
                 conversion.python = args.conversion_python.clone();
+                conversion.timeout = (args.conversion_timeout_seconds > 0)
+                    .then(|| std::time::Duration::from_secs(args.conversion_timeout_seconds));
                 conversion
             },
             batching,

@@ -129,7 +129,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let registry = builtin_platforms(runtime, session, config.conversion.clone());
     check_base_paths(&watched(&config.models)).map_err(|e| anyhow!("{e}"))?;
 
-    let manager = AspiredVersionsManager::spawn(config.manager.clone());
+    // NOTE: the initial load runs 4 loads per CPU at once, as TF Serving's does; afterwards
+    // `--num_load_threads` applies.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let initial = crate::core::ManagerOptions { num_load_threads: 4 * cpus, ..config.manager.clone() };
+    let manager = AspiredVersionsManager::spawn(initial);
     let shutdown = CancellationToken::new();
     let draining = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -166,6 +170,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             bail!("{error}");
         }
     };
+    manager.set_load_threads(config.manager.num_load_threads);
     let failures = &settlement.failures;
     if !failures.is_empty() {
         shutdown.cancel();

@@ -36,7 +36,11 @@ pub fn test_config(models: &[(&str, PathBuf)]) -> ServerConfig {
     config.rest_api_address = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.grpc_address = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     config.file_system_poll_wait = Some(Duration::from_millis(100));
-    config.manager = ManagerOptions { max_num_load_retries: 0, load_retry_interval: Duration::from_millis(10) };
+    config.manager = ManagerOptions {
+        max_num_load_retries: 0,
+        load_retry_interval: Duration::from_millis(10),
+        ..Default::default()
+    };
     config.session = SessionOptions { intra_op_threads: 1, ..SessionOptions::default() };
     config
 }
