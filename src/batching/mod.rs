@@ -19,8 +19,8 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::core::{
-    CancelSignal, LoadDecorator, Loader, RunOutputs, RunRequest, Servable, ServableId, ServingError, ServingResult,
-    SignatureMap,
+    CancelSignal, LoadDecorator, LoadHints, Loader, RunOutputs, RunRequest, Servable, ServableId, ServingError,
+    ServingResult, SignatureMap,
 };
 use merge::{concat_rows, rows, split_rows};
 pub use params::BatchingParameters;
@@ -340,7 +340,11 @@ impl LoadDecorator for BatchingDecorator {
         let per_model = if self.per_model_files { params_file::read_per_model(path)? } else { None };
         let params = per_model.unwrap_or_else(|| self.global.clone());
         params.validate()?;
-        let servable = inner.load()?;
+        // NOTE: the version's own parameters decide its sessions (one per batch thread, so that
+        // many batches run at once) and its TensorRT profile (up to the largest batch formed).
+        let hints =
+            LoadHints { concurrent_calls: Some(params.num_batch_threads), max_rows: Some(params.largest_batch()) };
+        let servable = inner.load_with(&hints)?;
         BatchingServable::wrap(id, servable, params)
     }
 }
@@ -388,5 +392,54 @@ mod tests {
             let _ = done_tx.send(());
         });
         done_rx.recv_timeout(Duration::from_secs(120)).expect("2000 batcher stops finished without a hang");
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::core::testing::HalfPlusTwo;
+
+    /// Records the hints it was loaded with.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<LoadHints>>);
+
+    impl Loader for Recording {
+        fn load(&self) -> ServingResult<Arc<dyn Servable>> {
+            self.load_with(&LoadHints::default())
+        }
+
+        fn load_with(&self, hints: &LoadHints) -> ServingResult<Arc<dyn Servable>> {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push(*hints);
+            }
+            Ok(Arc::new(HalfPlusTwo))
+        }
+    }
+
+    #[test]
+    fn the_versions_own_parameters_size_its_sessions_and_batches() {
+        let id = ServableId { name: "m".into(), version: 1 };
+        let global = BatchingParameters { max_batch_size: 8, num_batch_threads: 2, ..Default::default() };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let loader = Recording::default();
+        let decorator = BatchingDecorator::new(global, true);
+        decorator.load(&id, dir.path(), &loader).expect("global parameters");
+        std::fs::write(
+            dir.path().join(params_file::PER_MODEL_FILE),
+            "max_batch_size { value: 64 } num_batch_threads { value: 6 } allowed_batch_sizes: 16 allowed_batch_sizes: 64",
+        )
+        .expect("write");
+        decorator.load(&id, dir.path(), &loader).expect("per-model parameters");
+        let seen = loader.0.lock().expect("lock").clone();
+        assert_eq!(
+            seen,
+            vec![
+                LoadHints { concurrent_calls: Some(2), max_rows: Some(8) },
+                LoadHints { concurrent_calls: Some(6), max_rows: Some(64) },
+            ]
+        );
     }
 }

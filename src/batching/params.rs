@@ -62,6 +62,13 @@ impl BatchingParameters {
         self.max_enqueued_batches.saturating_mul(self.execution_batch_size())
     }
 
+    /// The most rows a batch formed with these parameters carries (after padding).
+    pub fn largest_batch(&self) -> usize {
+        let formed =
+            if self.enable_large_batch_splitting { self.max_execution_batch_size } else { self.max_batch_size };
+        self.allowed_batch_sizes.last().copied().unwrap_or(formed).max(1)
+    }
+
     /// Checks the rules TF Serving enforces when a model loads.
     pub fn validate(&self) -> ServingResult<()> {
         let positive = [

@@ -29,7 +29,7 @@ pub use error::{Code, ServingError, ServingResult};
 pub use extended::ExtendedServable;
 pub use extensions::Extensions;
 pub use handle::ServableHandle;
-pub use loader::{AspiredVersion, AspiredVersionsSink, Loader, SourceAdapter};
+pub use loader::{AspiredVersion, AspiredVersionsSink, LoadHints, Loader, SourceAdapter};
 pub use manager::{AspiredSnapshot, AspiredVersionsManager, ManagerOptions, Settlement, VersionStatus};
 pub use model_config::{ConfigReloader, ModelConfig, ReloadFuture};
 pub use policy::VersionPolicy;

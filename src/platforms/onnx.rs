@@ -8,8 +8,8 @@ use super::onnx_graph::{read_graph_facts, GraphFacts};
 use super::resolve::{apply_aliases, attach};
 use super::version_options;
 use crate::core::{
-    DType, Loader, Servable, ServableId, ServingError, ServingResult, SignatureDef, SignatureMap, SourceAdapter,
-    TensorInfo, DEFAULT_SIGNATURE,
+    DType, LoadHints, Loader, Servable, ServableId, ServingError, ServingResult, SignatureDef, SignatureMap,
+    SourceAdapter, TensorInfo, DEFAULT_SIGNATURE,
 };
 use crate::runtime::{ModelIo, OrtRuntime, OrtServable, SessionOptions};
 
@@ -83,9 +83,13 @@ struct OnnxLoader {
 
 impl Loader for OnnxLoader {
     fn load(&self) -> ServingResult<Arc<dyn Servable>> {
+        self.load_with(&LoadHints::default())
+    }
+
+    fn load_with(&self, hints: &LoadHints) -> ServingResult<Arc<dyn Servable>> {
         let version_dir = self.model_file.parent().unwrap_or(&self.model_file);
         let options = version_options::read_for_version(version_dir)?;
-        let session_options = self.session_options.with_model_settings(&options.execution);
+        let session_options = self.session_options.with_hints(hints).with_model_settings(&options.execution);
         let facts = read_graph_facts(&self.model_file);
         let context = format!("{}:{}", self.id.name, self.id.version);
         let servable = OrtServable::load(

@@ -215,6 +215,20 @@ impl Default for SessionOptions {
 
 impl SessionOptions {
     /// Returns these options with a model's own settings laid over them.
+    /// Returns these options for a caller that uses the sessions as `hints` say: a session per
+    /// concurrent call, and a TensorRT profile up to the largest batch.
+    pub fn with_hints(&self, hints: &crate::core::LoadHints) -> SessionOptions {
+        let mut options = self.clone();
+        if let Some(calls) = hints.concurrent_calls {
+            options.sessions_per_version = options.sessions_per_version.max(calls);
+        }
+        if let Some(rows) = hints.max_rows {
+            let rows = rows.max(1);
+            options.batch_profile = Some(BatchProfile { opt: rows, max: rows });
+        }
+        options
+    }
+
     pub fn with_model_settings(&self, settings: &ExecutionSettings) -> SessionOptions {
         let mut options = self.clone();
         if let Some(providers) = &settings.providers {
@@ -240,6 +254,17 @@ impl SessionOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_give_a_session_per_call_and_a_profile_up_to_the_largest_batch() {
+        let base = SessionOptions { sessions_per_version: 2, ..SessionOptions::default() };
+        let hinted = base.with_hints(&crate::core::LoadHints { concurrent_calls: Some(4), max_rows: Some(32) });
+        assert_eq!(hinted.sessions_per_version, 4);
+        assert_eq!(hinted.batch_profile, Some(BatchProfile { opt: 32, max: 32 }));
+        // Fewer calls than the base asks for keep the base's sessions; no hints change nothing.
+        let fewer = base.with_hints(&crate::core::LoadHints { concurrent_calls: Some(1), max_rows: None });
+        assert_eq!((fewer.sessions_per_version, fewer.batch_profile), (2, None));
+    }
 
     #[test]
     fn unknown_names_list_the_known_ones() {

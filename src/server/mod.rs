@@ -116,16 +116,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let runtime = tokio::task::spawn_blocking(move || OrtRuntime::init(library_flag.as_deref()))
         .await
         .context("runtime initialisation panicked")??;
-    let mut session = config.session.clone();
-    if let Some(batching) = &config.batching {
-        // NOTE: one session per batch thread, so that num_batch_threads batches run at once.
-        session.sessions_per_version = session.sessions_per_version.max(batching.global.num_batch_threads);
-        // NOTE: TensorRT's profile covers every batch the batcher can form, so that no
-        // batch size rebuilds the engine at run time.
-        let params = &batching.global;
-        let max = params.allowed_batch_sizes.last().copied().unwrap_or(params.max_batch_size).max(1);
-        session.batch_profile = Some(crate::runtime::BatchProfile { opt: max, max });
-    }
+    // NOTE: with batching on, each version's sessions and TensorRT profile follow its own
+    // batching parameters, which the batching decorator hands to the loader.
+    let session = config.session.clone();
     let registry = builtin_platforms(runtime, session, config.conversion.clone());
     check_base_paths(&watched(&config.models)).map_err(|e| anyhow!("{e}"))?;
 

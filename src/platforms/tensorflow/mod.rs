@@ -75,10 +75,14 @@ struct SavedModelLoader {
 
 impl Loader for SavedModelLoader {
     fn load(&self) -> ServingResult<Arc<dyn Servable>> {
+        self.load_with(&crate::core::LoadHints::default())
+    }
+
+    fn load_with(&self, hints: &crate::core::LoadHints) -> ServingResult<Arc<dyn Servable>> {
         let context = format!("{}:{}", self.id.name, self.id.version);
         let mut signatures = read_signatures(&self.version_dir.join("saved_model.pb"))?;
         let options = super::version_options::read_for_version(&self.version_dir)?;
-        let session_options = self.session_options.with_model_settings(&options.execution);
+        let session_options = self.session_options.with_hints(hints).with_model_settings(&options.execution);
         let conversion_dir = find_conversion(&self.version_dir, &self.conversion, &context)?;
         let manifest = read_manifest(&conversion_dir)?;
         let mut routes = BTreeMap::new();
