@@ -11,4 +11,4 @@ if [ "$profile" = release ]; then
 else
   cargo build --locked --bin onnx-serving --example soak
 fi
-exec "target/$profile/examples/soak" "$seconds"
+exec "${CARGO_TARGET_DIR:-target}/$profile/examples/soak" "$seconds"
