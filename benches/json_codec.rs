@@ -52,6 +52,7 @@ fn signatures() -> SignatureMap {
         inputs: BTreeMap::from([("x".to_owned(), info)]),
         outputs: BTreeMap::new(),
         example_spec: None,
+        lenient_shapes: false,
     };
     BTreeMap::from([(DEFAULT_SIGNATURE.to_owned(), signature)])
 }

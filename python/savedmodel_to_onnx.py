@@ -29,7 +29,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MANIFEST_FORMAT = 1
+# Format 2: the inputs and outputs of plain (non-Example) signatures have no declared shape,
+# so that ONNX Runtime, like TF's graphs, accepts any rank and leaves the checks to the ops.
+MANIFEST_FORMAT = 2
 PARSE_OPS = ("ParseExample", "ParseExampleV2")
 REFUSED_PARSE_OPS = ("ParseSingleExample", "ParseSequenceExample", "ParseSequenceExampleV2",
                      "ParseSingleSequenceExample")
@@ -262,6 +264,19 @@ def convert_graph(graph_def, input_names, output_names, renames, tables, opset, 
     return model
 
 
+def relax_shapes(model):
+    """Drops the declared shapes of the graph's inputs and outputs.
+
+    A TF graph does not check a fed tensor against its placeholder's shape (TF Serving runs
+    half_plus_two's [-1, 1] input on a [3] tensor, and answers [3]); with no declared shapes
+    ONNX Runtime does the same, and does not warn when an output's shape differs from the one
+    inferred for the declared input. The signature's declared shapes stay in the SavedModel,
+    for metadata. (onnx.checker wants shapes on the main graph: check before this.)"""
+    for value in list(model.graph.input) + list(model.graph.output):
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
+
+
 def finish_model(model, signature, method_name, spec):
     import onnx
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -276,11 +291,12 @@ def finish_model(model, signature, method_name, spec):
     return model
 
 
-def verify(path, signature):
+def verify(path, signature, check=True):
     import onnx
     import onnxruntime
     try:
-        onnx.checker.check_model(path, full_check=True)
+        if check:
+            onnx.checker.check_model(path, full_check=True)
         onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as error:  # noqa: BLE001
         raise ConversionError(f"signature {signature}: the converted model does not load: {error}")
@@ -433,6 +449,9 @@ def main(argv=None):
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--tag", default="serve")
     parser.add_argument("--opset", type=int, default=15)
+    parser.add_argument("--keep_declared_shapes", action="store_true",
+                        help="keep the signatures' declared input shapes, so that ONNX Runtime checks "
+                             "requests against them (and may optimise more) instead of running any rank as TF does")
     args = parser.parse_args(argv)
     try:
         import onnx
@@ -471,9 +490,14 @@ def main(argv=None):
             model = finish_model(result["model"], name, result["method_name"], result["example_spec"])
             onnx.save(model, path)
             verify(path, name)
+            lenient = result["example_spec"] is None and not args.keep_declared_shapes
+            if lenient:
+                relax_shapes(model)
+                onnx.save(model, path)
+                verify(path, name, check=False)
             manifest["signatures"][name] = {"file": file_name, "inputs": result["inputs"],
                                             "outputs": result["outputs"],
-                                            "example_spec": result["example_spec"]}
+                                            "example_spec": result["example_spec"], "lenient_shapes": lenient}
         with open(os.path.join(args.output_dir, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
     except ConversionError as error:

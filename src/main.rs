@@ -63,7 +63,13 @@ fn convert(args: &onnx_serving::config::cli::ConvertArgs) -> std::process::ExitC
         .output_dir
         .clone()
         .unwrap_or_else(|| args.saved_model_dir.join(onnx_serving::platforms::tensorflow::LOCAL_CONVERSION_DIR));
-    match onnx_serving::platforms::tensorflow::run_converter(&args.python, &args.saved_model_dir, &output, None) {
+    match onnx_serving::platforms::tensorflow::run_converter(
+        &args.python,
+        &args.saved_model_dir,
+        &output,
+        args.keep_declared_shapes,
+        None,
+    ) {
         Ok(()) => {
             println!("converted {} into {}", args.saved_model_dir.display(), output.display());
             std::process::ExitCode::SUCCESS

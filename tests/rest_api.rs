@@ -133,6 +133,22 @@ async fn status_and_metadata_have_tf_serving_shapes() {
     let scores: Vec<f64> = serde_json::from_value(parse(&body)["predictions"][0].clone()).expect("scores");
     assert_eq!(scores.len(), 10);
     assert!((scores.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+
+    // A native ONNX model keeps its declared shapes, with a message that names them.
+    let columnar = json!({"inputs": {"images": image}}).to_string();
+    let (code, body) = post(&client, &format!("{base}/v1/models/mnist:predict"), &columnar).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        parse(&body)["error"],
+        "input 'images' has shape [784] (rank 1), but the model takes rank 2 (shape [-1, 784])"
+    );
+    let short = json!({"instances": [[0.5, 0.5]]}).to_string();
+    let (code, body) = post(&client, &format!("{base}/v1/models/mnist:predict"), &short).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        parse(&body)["error"],
+        "input 'images' has shape [1, 2], but the model takes 784 in dimension 1 (shape [-1, 784])"
+    );
     server.shutdown().await;
 }
 

@@ -58,6 +58,17 @@ async fn check_half_plus_two_rest(server: &ServerProcess, model: &str) {
     let at = |method: &str| format!("/v1/models/{model}:{method}");
     let (status, body) = post(server, &at("predict"), json!({"instances": [[1.0], [2.0], [5.0]]})).await;
     assert_eq!((status, body), (200, json!({"predictions": [[2.5], [3.0], [4.5]]})));
+    // TF Serving's own tests send x (declared [-1, 1]) as a list of scalars, in both formats,
+    // and TF runs them: the ops broadcast, and y takes x's shape.
+    let (status, body) = post(server, &at("predict"), json!({"instances": [2, 3, 4]})).await;
+    assert_eq!((status, body), (200, json!({"predictions": [3.0, 3.5, 4.0]})));
+    let (status, body) = post(server, &at("predict"), json!({"inputs": [2, 3, 4]})).await;
+    assert_eq!((status, body), (200, json!({"outputs": [3.0, 3.5, 4.0]})));
+    // Metadata keeps the declared shape.
+    let response = reqwest::get(format!("http://{}/v1/models/{model}/metadata", server.rest_address)).await;
+    let metadata: Value = response.expect("metadata").json().await.expect("json");
+    let x = &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["x"];
+    assert_eq!(x["tensor_shape"]["dim"], json!([{"size": "-1", "name": ""}, {"size": "1", "name": ""}]), "{x}");
     let examples = json!([{"x": 2.0}, {"x": 3.0}]);
     let (_, body) =
         post(server, &at("classify"), json!({"signature_name": "classify_x_to_y", "examples": examples})).await;
@@ -127,6 +138,28 @@ async fn committed_conversions_serve_half_plus_two_without_tensorflow() {
         .expect("predict")
         .into_inner();
     assert_eq!(response.outputs["y"].float_val, vec![3.0, 4.0]);
+    // TF Serving's gRPC test: x of shape [1] answers y [3.0] of shape [1].
+    let x = TensorProto {
+        dtype: 1,
+        tensor_shape: Some(TensorShapeProto {
+            dim: vec![tensor_shape_proto::Dim { size: 1, name: String::new() }],
+            unknown_rank: false,
+        }),
+        float_val: vec![2.0],
+        ..Default::default()
+    };
+    let response = client
+        .predict(PredictRequest {
+            model_spec: spec("default", ""),
+            inputs: [("x".to_string(), x)].into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("predict on x of rank 1")
+        .into_inner();
+    let y = &response.outputs["y"];
+    assert_eq!(y.float_val, vec![3.0]);
+    assert_eq!(y.tensor_shape.as_ref().map(|s| s.dim.iter().map(|d| d.size).collect::<Vec<_>>()), Some(vec![1]));
     let examples =
         Some(Input { kind: Some(input::Kind::ExampleList(ExampleList { examples: vec![float_example(2.0)] })) });
     let response = client
@@ -395,6 +428,27 @@ fn onnx_serving_convert_writes_a_conversion_the_server_uses() {
     assert_eq!(spec["features"][0]["key"], "x");
     assert_eq!(spec["features"][1]["default"], json!([0.0]));
     assert_eq!(spec["features"][1]["used"], false);
+    // Plain signatures take any rank, as TF does; tf.Example ones take the parsed features.
+    assert_eq!(signatures["serving_default"]["lenient_shapes"], true);
+    assert_eq!(signatures["classify_x_to_y"]["lenient_shapes"], false);
+
+    // Asked to keep the declared shapes, it does.
+    let kept = tempfile::tempdir().expect("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_onnx-serving"))
+        .args([
+            "convert",
+            &format!("--saved_model_dir={}", repo_path("models/half_plus_two_tf/123").display()),
+            &format!("--output_dir={}", kept.path().display()),
+            &format!("--python={python}"),
+            "--keep_declared_shapes",
+        ])
+        .output()
+        .expect("run convert");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(kept.path().join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest["signatures"]["serving_default"]["lenient_shapes"], false);
 }
 
 #[tokio::test]

@@ -56,6 +56,7 @@ mod tests {
             inputs,
             outputs: BTreeMap::new(),
             example_spec: None,
+            lenient_shapes: false,
         };
         let map = signature_def_map(&BTreeMap::from([("serving_default".to_string(), signature)]));
         let def = &map.signature_def["serving_default"];

@@ -38,6 +38,11 @@ pub struct ConvertArgs {
     /// The Python with tensorflow and tf2onnx (python/requirements-convert.txt).
     #[arg(long = "python", default_value = "python3")]
     pub python: String,
+
+    /// Keep the signatures' declared input shapes: requests must then match them (ONNX
+    /// Runtime checks), instead of running any rank as TF does.
+    #[arg(long = "keep_declared_shapes", default_value_t = false)]
+    pub keep_declared_shapes: bool,
 }
 
 /// `--grpc_max_message_bytes` by default: TF Serving's limit, 2 GiB - 1.

@@ -40,6 +40,10 @@ pub struct SignatureDef {
     /// signature): how Examples become the model's inputs. Its `inputs` then show TF's
     /// serialized-Example input, which the model never sees.
     pub example_spec: Option<super::example::ExampleSpec>,
+    /// The model accepts inputs of any shape, as a TF graph does (it does not check a fed
+    /// tensor against its placeholder; the ops decide): the declared shapes are what the
+    /// signature documents, not checks. Otherwise a request must match them.
+    pub lenient_shapes: bool,
 }
 
 /// All signatures of a servable, keyed by signature name.

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crate::core::{
     CancelOnDrop, CancelSignal, OutputKeys, RunRequest, Servable, ServingError, ServingResult, SignatureDef, Tensor,
+    TensorInfo,
 };
 
 /// The outputs of one predict call, keyed by alias, in signature order.
@@ -73,6 +74,9 @@ pub async fn predict(
                 info.dtype, tensor.dtype
             )));
         }
+        if !signature.lenient_shapes {
+            check_shape(alias, info, &tensor.shape)?;
+        }
         run_inputs.push((info.name.clone(), tensor));
     }
     let mut wanted: Vec<(&String, &String)> = Vec::new();
@@ -101,6 +105,27 @@ pub async fn predict(
         .collect();
     let outputs = wanted.iter().zip(outputs).map(|((alias, _), tensor)| ((*alias).clone(), tensor)).collect();
     Ok(PredictOutcome { outputs, map_keys })
+}
+
+/// Checks a request tensor's shape against the one the model declares: the same rank, and
+/// every fixed dimension equal. An input declared without a shape takes any.
+fn check_shape(alias: &str, info: &TensorInfo, shape: &[usize]) -> ServingResult<()> {
+    let Some(declared) = &info.shape else { return Ok(()) };
+    if declared.len() != shape.len() {
+        return Err(ServingError::invalid_argument(format!(
+            "input '{alias}' has shape {shape:?} (rank {}), but the model takes rank {} (shape {declared:?})",
+            shape.len(),
+            declared.len()
+        )));
+    }
+    for (index, (&want, &got)) in declared.iter().zip(shape).enumerate() {
+        if want >= 0 && usize::try_from(want).ok() != Some(got) {
+            return Err(ServingError::invalid_argument(format!(
+                "input '{alias}' has shape {shape:?}, but the model takes {want} in dimension {index} (shape {declared:?})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs the model on inputs keyed by the model's own names and returns the outputs named,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::manifest::{read_manifest, MANIFEST};
+use super::manifest::{read_manifest, MANIFEST, MANIFEST_FORMAT};
 use super::precondition;
 use crate::core::{ServingError, ServingResult};
 
@@ -103,18 +103,21 @@ pub fn run_converter(
     python: &str,
     saved_model_dir: &Path,
     output_dir: &Path,
+    keep_declared_shapes: bool,
     timeout: Option<Duration>,
 ) -> Result<(), String> {
     let script =
         std::env::temp_dir().join(format!("onnx-serving-converter-{}-{}.py", std::process::id(), next_attempt()));
     std::fs::write(&script, CONVERTER_SCRIPT).map_err(|e| format!("cannot write the converter: {e}"))?;
-    let outcome = run_to_end(
-        Command::new(python)
-            .arg(&script)
-            .arg(format!("--saved_model_dir={}", saved_model_dir.display()))
-            .arg(format!("--output_dir={}", output_dir.display())),
-        timeout,
-    );
+    let mut command = Command::new(python);
+    command
+        .arg(&script)
+        .arg(format!("--saved_model_dir={}", saved_model_dir.display()))
+        .arg(format!("--output_dir={}", output_dir.display()));
+    if keep_declared_shapes {
+        command.arg("--keep_declared_shapes");
+    }
+    let outcome = run_to_end(&mut command, timeout);
     let _ = std::fs::remove_file(&script);
     let (status, stderr) = outcome.map_err(|e| format!("cannot run {python}: {e}"))?;
     let tail = || {
@@ -235,7 +238,14 @@ pub fn find_conversion(version_dir: &Path, options: &ConversionOptions, log_cont
     let local = version_dir.join(LOCAL_CONVERSION_DIR);
     if local.join(MANIFEST).is_file() {
         match read_manifest(&local) {
-            Ok(manifest) if manifest.source_sha256 == digest => return Ok(local),
+            Ok(manifest) if manifest.source_sha256 == digest => {
+                if manifest.format < MANIFEST_FORMAT {
+                    info!(model = log_context, dir = %local.display(),
+                        "the conversion beside the SavedModel is from an older onnx-serving: its inputs keep their \
+                         declared shapes; run `onnx-serving convert` again for TF's leniency");
+                }
+                return Ok(local);
+            }
             Ok(_) => warn!(model = log_context, dir = %local.display(),
                 "the conversion beside the SavedModel is stale (the SavedModel changed); not using it"),
             Err(error) => warn!(model = log_context, error = %error, "ignoring the conversion beside the SavedModel"),
@@ -251,7 +261,8 @@ fn convert_into_cache(
     options: &ConversionOptions,
     log_context: &str,
 ) -> ServingResult<PathBuf> {
-    let cached = options.cache_dir.join(digest);
+    // NOTE: keyed by the format too, so a conversion by an older converter is made again.
+    let cached = options.cache_dir.join(format!("{digest}-f{MANIFEST_FORMAT}"));
     if cached.join(MANIFEST).is_file() {
         info!(model = log_context, dir = %cached.display(), "using the cached SavedModel conversion");
         return Ok(cached);
@@ -264,7 +275,7 @@ fn convert_into_cache(
     let staging = options.cache_dir.join(format!("{digest}.partial-{}-{}", std::process::id(), next_attempt()));
     info!(model = log_context, python = %options.python, "converting the SavedModel to ONNX (tf2onnx)");
     let started = Instant::now();
-    if let Err(reason) = run_converter(&options.python, version_dir, &staging, options.timeout) {
+    if let Err(reason) = run_converter(&options.python, version_dir, &staging, false, options.timeout) {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(precondition(format!(
             "the SavedModel in {} has no ONNX conversion, and converting it failed: {reason}. Convert it with: {}",

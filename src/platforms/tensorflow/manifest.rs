@@ -12,10 +12,14 @@ use crate::core::example::{ExampleSpec, Feature, FeatureShape, FeatureSpec};
 use crate::core::{DType, ServingResult};
 
 pub(super) const MANIFEST: &str = "manifest.json";
-const MANIFEST_FORMAT: u32 = 1;
+/// The format the converter writes. 2: plain signatures' graphs declare no input or output
+/// shapes (TF's rank leniency); 1: they declare the SavedModel's, and are still read.
+pub(super) const MANIFEST_FORMAT: u32 = 2;
+const OLDEST_FORMAT: u32 = 1;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Manifest {
+    /// See `MANIFEST_FORMAT`.
     pub(super) format: u32,
     pub(super) source_sha256: String,
     pub(super) signatures: BTreeMap<String, ManifestSignature>,
@@ -24,6 +28,10 @@ pub(super) struct Manifest {
 #[derive(Debug, Deserialize)]
 pub(super) struct ManifestSignature {
     pub(super) file: String,
+    /// Whether the graph declares no input shapes (format 2; absent in format 1, which keeps
+    /// the declared ones).
+    #[serde(default)]
+    pub(super) lenient_shapes: bool,
     /// Signature input alias -> ONNX input name (plain signatures).
     #[serde(default)]
     pub(super) inputs: BTreeMap<String, String>,
@@ -111,9 +119,9 @@ pub(super) fn read_manifest(dir: &Path) -> ServingResult<Manifest> {
         std::fs::read_to_string(&path).map_err(|e| precondition(format!("cannot read {}: {e}", path.display())))?;
     let manifest: Manifest = serde_json::from_str(&text)
         .map_err(|e| precondition(format!("{} is not a conversion manifest: {e}", path.display())))?;
-    if manifest.format != MANIFEST_FORMAT {
+    if !(OLDEST_FORMAT..=MANIFEST_FORMAT).contains(&manifest.format) {
         return Err(precondition(format!(
-            "{} has format {}, this server reads format {MANIFEST_FORMAT}; convert again",
+            "{} has format {}, this server reads formats {OLDEST_FORMAT} to {MANIFEST_FORMAT}; convert again",
             path.display(),
             manifest.format
         )));

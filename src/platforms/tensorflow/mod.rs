@@ -118,6 +118,9 @@ impl Loader for SavedModelLoader {
                     example_spec(spec).map_err(|e| precondition(format!("signature {name} in the manifest: {e}")))?,
                 );
             }
+            // NOTE: the converter leaves plain signatures' graphs without declared shapes
+            // (unless asked to keep them), so they take any rank, as TF does.
+            signature.lenient_shapes = entry.lenient_shapes && entry.example_spec.is_none();
             routes.insert(name.clone(), route);
         }
         if routes.is_empty() {

@@ -59,6 +59,7 @@ pub fn signatures_from_bytes(bytes: &[u8]) -> Result<SignatureMap, String> {
                 inputs: signature.inputs.iter().map(|(alias, t)| (alias.clone(), info(t))).collect(),
                 outputs: signature.outputs.iter().map(|(alias, t)| (alias.clone(), info(t))).collect(),
                 example_spec: None,
+                lenient_shapes: false,
             };
             (name.clone(), def)
         })

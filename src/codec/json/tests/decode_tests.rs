@@ -19,6 +19,7 @@ pub(crate) fn signature(inputs: &[(&str, DType)]) -> SignatureDef {
             .collect(),
         outputs: Default::default(),
         example_spec: None,
+        lenient_shapes: false,
     }
 }
 
