@@ -239,8 +239,11 @@ def cut_at_inputs(graph_def, graph, in_aliases, output_names, input_shapes):
             input_map[tensor.name] = placeholder
             placeholders[alias] = placeholder.name
         tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
-    cut_def = tf.compat.v1.graph_util.extract_sub_graph(
-        cut.as_graph_def(), sorted({n.split(":")[0] for n in output_names}))
+    # NOTE: the placeholders are kept even when no output needs them (a signature whose
+    # outputs are constants, as in TF Serving's multiple-signature test): the signature still
+    # takes its inputs.
+    keep = {n.split(":")[0] for n in output_names} | {p.split(":")[0] for p in placeholders.values()}
+    cut_def = tf.compat.v1.graph_util.extract_sub_graph(cut.as_graph_def(), sorted(keep))
     return cut_def, placeholders
 
 

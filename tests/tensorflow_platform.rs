@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use common::{copy_dir, repo_path, run_to_exit, skip_unless, ServerProcess};
 use onnx_serving::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use onnx_serving::proto::tensorflow::serving::{
-    inference_result, input, ClassificationRequest, ExampleList, InferenceTask, Input, ModelSpec,
+    inference_result, input, model_spec, ClassificationRequest, ExampleList, InferenceTask, Input, ModelSpec,
     MultiInferenceRequest, PredictRequest, RegressionRequest,
 };
 use onnx_serving::proto::tensorflow::{
@@ -483,4 +483,79 @@ async fn tf_servings_command_line_needs_no_platform_flag() {
     );
     assert_eq!(code, Some(255), "{output}");
     assert!(output.contains("cannot tell the platform of") && output.contains("--model_platform"), "{output}");
+}
+
+/// Writes the two SavedModels of TF Serving's `test_tf_saved_model_save` and
+/// `test_tf_saved_model_save_multiple_signatures`, as those tests build them (facts: a
+/// `tf.train.Checkpoint` root, an input spec of unknown rank, and outputs that are constants).
+const TF_SAVED_MODEL_SAVE: &str = r#"
+import sys
+import tensorflow as tf
+out = sys.argv[1]
+root = tf.train.Checkpoint()
+root.v1 = tf.Variable(3.)
+root.v2 = tf.Variable(2.)
+root.f = tf.function(lambda x: {"y": root.v1 * root.v2 * x})
+tf.saved_model.save(root, out + "/save/00000123", root.f.get_concrete_function(tf.TensorSpec(None, tf.float32)))
+both = tf.train.Checkpoint()
+both.f = tf.function(lambda x: {"y": 1.}, input_signature=[tf.TensorSpec(None, tf.float32)])
+both.g = tf.function(lambda x: {"y": 2.}, input_signature=[tf.TensorSpec(None, tf.float32)])
+tf.saved_model.save(both, out + "/multiple/00000123",
+                    signatures={"serving_default": both.f, "custom_signature_key": both.g})
+"#;
+
+#[tokio::test]
+async fn tf_saved_model_save_exports_serve_every_signature() {
+    let Some(python) = converter_python() else {
+        skip_unless("ONNX_SERVING_CONVERTER_PYTHON (a Python with python/requirements-convert.txt)", false);
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = std::process::Command::new(&python)
+        .args(["-c", TF_SAVED_MODEL_SAVE])
+        .arg(dir.path())
+        .env("TF_CPP_MIN_LOG_LEVEL", "2")
+        .output()
+        .expect("run python");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let cache = tempfile::tempdir().expect("cache");
+    let flags = [format!("--conversion_python={python}"), format!("--conversion_cache_dir={}", cache.path().display())];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    // TF Serving's VerifyPredictRequest: x = [2.0] of shape [1], optionally filtering on y.
+    let request = |signature: &str, filter: bool| PredictRequest {
+        model_spec: spec("default", signature),
+        inputs: [(
+            "x".to_string(),
+            TensorProto {
+                dtype: 1,
+                tensor_shape: Some(TensorShapeProto {
+                    dim: vec![tensor_shape_proto::Dim { size: 1, name: String::new() }],
+                    unknown_rank: false,
+                }),
+                float_val: vec![2.0],
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        output_filter: if filter { vec!["y".to_string()] } else { Vec::new() },
+        ..Default::default()
+    };
+    for (model, cases) in
+        [("save", vec![("", false, 12.0)]), ("multiple", vec![("custom_signature_key", true, 2.0), ("", true, 1.0)])]
+    {
+        let server = serve_tf("default", &dir.path().join(model), &flags);
+        let address = server.grpc_address.expect("gRPC");
+        let mut client = PredictionServiceClient::connect(format!("http://{address}")).await.expect("connect");
+        for (signature, filter, expected) in cases {
+            let response = client.predict(request(signature, filter)).await.expect("predict").into_inner();
+            let y = &response.outputs["y"];
+            assert_eq!(y.dtype, 1, "{model} {signature}: DT_FLOAT");
+            assert_eq!(y.float_val, vec![expected], "{model} {signature}");
+            let echoed = response.model_spec.expect("model_spec");
+            let name = if signature.is_empty() { "serving_default" } else { signature };
+            assert_eq!(echoed.signature_name, name, "{model}");
+            assert_eq!(echoed.version_choice, Some(model_spec::VersionChoice::Version(123)), "{model}");
+        }
+    }
 }
