@@ -1,4 +1,5 @@
-//! Basic auth on REST and gRPC, CORS, and the request body limit, through the real binary.
+//! Basic auth on REST and gRPC, CORS, the request body limit and the bounded request queue,
+//! through the real binary.
 
 mod common;
 
@@ -8,6 +9,7 @@ use base64::Engine;
 use common::{repo_path, ServerProcess};
 use onnx_serving::proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use onnx_serving::proto::tensorflow::serving::{GetModelStatusRequest, ModelSpec};
+use serde_json::json;
 
 fn half_plus_two_args() -> Vec<String> {
     vec![
@@ -120,4 +122,41 @@ async fn cors_and_the_body_limit_follow_the_flags() {
     assert!(compressed.len() < 1000);
     let refused = client.post(&url).header("content-encoding", "gzip").body(compressed).send().await.expect("send");
     assert_eq!(refused.status(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once_with_503_and_retry_after() {
+    // One session, and room for one waiting request.
+    let server = ServerProcess::start_logged(
+        &[
+            "--model_name=slow",
+            &format!("--model_base_path={}", repo_path("tests/fixtures/slow_loop").display()),
+            "--max_queued_requests_per_session=1",
+        ],
+        &[("RUST_LOG", "info,onnx_serving::runtime=debug")],
+    );
+    let url = server.url("/v1/models/slow:predict");
+    let slow = |iterations: u64| {
+        let (url, body) = (url.clone(), json!({"inputs": {"iterations": iterations, "x": [vec![0.5f32; 64]]}}));
+        async move { reqwest::Client::new().post(url).json(&body).send().await.expect("send") }
+    };
+    // About a second of work holds the one session.
+    let running = tokio::spawn(slow(400_000));
+    server.wait_for_log_line("running a model call").await;
+    // Two more: one waits in the queue, the other is refused at once (whichever comes second).
+    let (b, c) = tokio::join!(slow(1), slow(1));
+    let mut statuses = Vec::new();
+    for response in [b, c] {
+        let status = response.status().as_u16();
+        if status == 503 {
+            assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+            let body: serde_json::Value = response.json().await.expect("json");
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(error.starts_with("The model's request queue is full"), "{error}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 503], "one waited, one was refused");
+    assert_eq!(running.await.expect("task").status(), 200);
 }

@@ -74,6 +74,28 @@ fn pad_trailing(tensor: &Tensor, target: &[usize]) -> ServingResult<Tensor> {
 /// Concatenates `parts` along dimension 0 and pads the result to `padded_rows` rows with
 /// copies of the first row (as TF Serving does). With `pad_variable_length`, trailing
 /// dimensions are first padded to the largest of each.
+/// The most bytes one merged (padded) input may take. Padding to the largest trailing
+/// dimensions of a batch can multiply its size without bound ([1, 1000000, 1] and
+/// [1, 1, 1000000] pad to a terabyte), so a batch over this runs its requests one by one.
+pub const MAX_PADDED_INPUT_BYTES: usize = 1 << 30;
+
+/// Returns the bytes the merged input of `parts` would take padded to `padded_rows` (strings
+/// count a handle each), or `None` when that overflows.
+pub fn merged_bytes(parts: &[&Tensor], padded_rows: usize, pad_variable_length: bool) -> Option<usize> {
+    let first = parts.first()?;
+    let mut trailing = first.shape.get(1..)?.to_vec();
+    if pad_variable_length {
+        for part in parts {
+            for (axis, &dim) in part.shape.get(1..)?.iter().enumerate() {
+                let slot = trailing.get_mut(axis)?;
+                *slot = (*slot).max(dim);
+            }
+        }
+    }
+    let element = first.dtype.element_size().unwrap_or(std::mem::size_of::<bytes::Bytes>());
+    trailing.iter().try_fold(padded_rows, |acc, &d| acc.checked_mul(d))?.checked_mul(element)
+}
+
 pub fn concat_rows(parts: &[&Tensor], padded_rows: usize, pad_variable_length: bool) -> ServingResult<Tensor> {
     let first = parts.first().ok_or_else(|| ServingError::internal("cannot merge an empty batch"))?;
     let mut trailing = first.shape[1..].to_vec();

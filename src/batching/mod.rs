@@ -277,6 +277,22 @@ fn run_batch(inner: &dyn Servable, batch: Batch, pool: &str, pad_variable_length
     metrics::histogram!(metric_names::PADDING_SIZE, "execution_batch_size" => batch.padded_rows.to_string())
         .record((batch.padded_rows - batch.rows) as f64);
 
+    if !merge_fits(&batch, pad_variable_length) {
+        // NOTE: merging would allocate more than a padded input may take; each request runs
+        // alone instead, so none is refused for another's shape.
+        warn!(rows = batch.rows, "a batch would pad past the input limit; running its requests one by one");
+        for task in batch.tasks {
+            let request = RunRequest {
+                signature: task.signature,
+                inputs: task.inputs,
+                output_names: task.output_names,
+                deadline: task.deadline,
+                cancel: task.cancel,
+            };
+            task.reply.send(inner.run_blocking(request));
+        }
+        return;
+    }
     let result = merged_request(&batch, pad_variable_length).and_then(|request| inner.run_blocking(request));
     let sizes: Vec<usize> = batch.tasks.iter().map(|t| t.rows).collect();
     let split = result.and_then(|outputs| {
@@ -301,6 +317,16 @@ fn run_batch(inner: &dyn Servable, batch: Batch, pool: &str, pad_variable_length
             }
         }
     }
+}
+
+/// True when every merged input of the batch stays within `MAX_PADDED_INPUT_BYTES`.
+fn merge_fits(batch: &Batch, pad_variable_length: bool) -> bool {
+    let Some(head) = batch.tasks.first() else { return true };
+    (0..head.inputs.len()).all(|index| {
+        let parts: Vec<_> = batch.tasks.iter().filter_map(|t| t.inputs.get(index).map(|(_, tensor)| tensor)).collect();
+        merge::merged_bytes(&parts, batch.padded_rows, pad_variable_length)
+            .is_some_and(|bytes| bytes <= merge::MAX_PADDED_INPUT_BYTES)
+    })
 }
 
 /// Builds the one model call of a batch. The call is not cancellable on its own: it
@@ -441,5 +467,58 @@ mod hint_tests {
                 LoadHints { concurrent_calls: Some(6), max_rows: Some(64) },
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod padding_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::testing::HalfPlusTwo;
+    use crate::core::{CancelSignal, Tensor};
+
+    fn request(shape: Vec<usize>) -> RunRequest {
+        let count = shape.iter().product();
+        RunRequest {
+            signature: crate::core::DEFAULT_SIGNATURE.into(),
+            inputs: vec![("x".into(), Tensor::from_vec(shape, vec![2.0f32; count]))],
+            output_names: vec!["y".into()],
+            deadline: None,
+            cancel: CancelSignal::default(),
+        }
+    }
+
+    #[test]
+    fn a_batch_that_would_pad_to_terabytes_runs_its_requests_alone() {
+        let id = ServableId { name: "m".into(), version: 1 };
+        let params = BatchingParameters {
+            max_batch_size: 2,
+            max_execution_batch_size: 2,
+            // Long enough that the two requests always form one batch.
+            batch_timeout: Duration::from_secs(10),
+            num_batch_threads: 1,
+            pad_variable_length_inputs: true,
+            ..Default::default()
+        };
+        let servable = BatchingServable::wrap(&id, Arc::new(HalfPlusTwo), params).expect("wraps");
+        // 4 MB each; padded together, 2 x 10^12 floats.
+        let tall = servable.submit(request(vec![1, 1_000_000, 1]));
+        let wide = servable.submit(request(vec![1, 1, 1_000_000]));
+        for (reply, shape) in [(tall, vec![1, 1_000_000, 1]), (wide, vec![1, 1, 1_000_000])] {
+            let outputs = reply.blocking_recv().expect("answered").expect("ran");
+            assert_eq!(outputs[0].1.shape, shape);
+            assert_eq!(outputs[0].1.values::<f32>().expect("floats")[0], 3.0);
+        }
+    }
+
+    #[test]
+    fn merged_sizes_are_computed_without_overflow() {
+        let tall = Tensor::from_vec(vec![1, 3, 1], vec![0f32; 3]);
+        let wide = Tensor::from_vec(vec![1, 1, 3], vec![0f32; 3]);
+        assert_eq!(merge::merged_bytes(&[&tall, &wide], 2, true), Some(2 * 3 * 3 * 4));
+        assert_eq!(merge::merged_bytes(&[&tall, &tall], 4, false), Some(4 * 3 * 4));
+        let huge = Tensor { dtype: crate::core::DType::Float, shape: vec![1, usize::MAX / 2], data: tall.data.clone() };
+        assert_eq!(merge::merged_bytes(&[&huge], 4, false), None);
     }
 }

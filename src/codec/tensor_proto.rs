@@ -34,7 +34,25 @@ pub fn shape_to_proto(dims: Option<&[i64]>) -> TensorShapeProto {
 
 /// Decodes a request tensor. Every error is INVALID_ARGUMENT and names the input alias.
 pub fn decode_tensor(alias: &str, proto: TensorProto) -> ServingResult<Tensor> {
-    decode(proto).map_err(|detail| ServingError::invalid_argument(format!("tensor parsing error: {alias} ({detail})")))
+    decode_tensor_within(alias, proto, MAX_DECODED_TENSOR_BYTES)
+}
+
+/// Decodes a request tensor that may take at most `budget` bytes once decoded (TF's fill
+/// rule lets a few bytes ask for gigabytes): the cost is computed from the shape before
+/// anything is allocated, and a tensor over budget is refused naming its shape and the limit.
+pub fn decode_tensor_within(alias: &str, proto: TensorProto, budget: usize) -> ServingResult<Tensor> {
+    decode(proto, budget.min(MAX_DECODED_TENSOR_BYTES))
+        .map_err(|detail| ServingError::invalid_argument(format!("tensor parsing error: {alias} ({detail})")))
+}
+
+/// The bytes a decoded tensor holds (a string costs its bytes and a handle).
+pub fn decoded_bytes(tensor: &Tensor) -> usize {
+    match &tensor.data {
+        TensorData::Dense(bytes) => bytes.len(),
+        TensorData::Strings(strings) => {
+            strings.iter().fold(0usize, |acc, s| acc.saturating_add(s.len() + std::mem::size_of::<Bytes>()))
+        }
+    }
 }
 
 fn decode_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, String> {
@@ -45,18 +63,20 @@ fn decode_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, String> 
     shape.dim.iter().map(|d| usize::try_from(d.size).map_err(|_| format!("dimension {} is negative", d.size))).collect()
 }
 
-fn decode(proto: TensorProto) -> Result<Tensor, String> {
+fn decode(proto: TensorProto, budget: usize) -> Result<Tensor, String> {
     let dtype = dtype_from_proto(proto.dtype).ok_or_else(|| match proto.dtype {
         0 => "dtype DT_INVALID is not a tensor type".to_string(),
         other => format!("dtype {other} is not supported"),
     })?;
     let shape = decode_shape(proto.tensor_shape.as_ref())?;
     let count = checked_num_elements(&shape).map_err(|e| e.message)?;
-    if let Some(size) = dtype.element_size() {
-        let bytes = count.checked_mul(size).filter(|&b| b <= MAX_DECODED_TENSOR_BYTES);
-        if bytes.is_none() {
-            return Err(format!("shape {shape:?} of {dtype} exceeds the {MAX_DECODED_TENSOR_BYTES}-byte tensor limit"));
-        }
+    // NOTE: a string costs at least its handle, even when it repeats one value.
+    let element = dtype.element_size().unwrap_or(std::mem::size_of::<Bytes>());
+    if count.checked_mul(element).is_none_or(|bytes| bytes > budget) {
+        return Err(format!(
+            "shape {shape:?} of {dtype} would decode to more than the {budget} bytes this request may decode \
+             (--max_decoded_request_bytes)"
+        ));
     }
     if dtype == DType::String {
         return decode_strings(shape, count, proto);
@@ -108,11 +128,6 @@ fn decode_strings(shape: Vec<usize>, count: usize, proto: TensorProto) -> Result
     if !proto.tensor_content.is_empty() {
         let strings = decode_string_list(&proto.tensor_content, count)?;
         return Ok(Tensor::from_strings(shape, strings));
-    }
-    // NOTE: a string tensor costs at least a pointer per element even when it repeats one
-    // value, so the element count is bounded too.
-    if count > MAX_DECODED_TENSOR_BYTES / std::mem::size_of::<Bytes>() {
-        return Err(format!("shape {shape:?} has too many string elements"));
     }
     let mut strings: Vec<Bytes> = proto.string_val.into_iter().take(count).collect();
     let pad = strings.last().cloned().unwrap_or_default();
@@ -269,7 +284,27 @@ mod tests {
         assert!(error.message.contains("too many elements"), "{}", error.message);
         let huge = float_proto(&[1 << 40], vec![1.0]);
         let error = decode_tensor("x", huge).expect_err("too large to fill");
-        assert!(error.message.contains("tensor limit"), "{}", error.message);
+        assert!(error.message.contains("--max_decoded_request_bytes"), "{}", error.message);
+        // The fill rule within a budget: a 20-byte request asking for 4 MB is refused, before
+        // anything is allocated, naming the shape and the limit.
+        let error = decode_tensor_within("x", float_proto(&[1_000_000], vec![1.0]), 1 << 20).expect_err("budget");
+        assert_eq!(
+            error.message,
+            "tensor parsing error: x (shape [1000000] of float would decode to more than the 1048576 bytes this \
+             request may decode (--max_decoded_request_bytes))"
+        );
+        let strings = TensorProto {
+            dtype: 7,
+            tensor_shape: Some(TensorShapeProto {
+                dim: vec![tensor_shape_proto::Dim { size: 1 << 30, name: String::new() }],
+                unknown_rank: false,
+            }),
+            string_val: vec![Bytes::from_static(b"a")],
+            ..Default::default()
+        };
+        assert!(decode_tensor_within("s", strings, 1 << 20).is_err(), "a string handle per element counts");
+        let fits = decode_tensor_within("x", float_proto(&[1000], vec![1.0]), 4000).expect("exactly the budget");
+        assert_eq!(decoded_bytes(&fits), 4000);
         let invalid = TensorProto { dtype: 0, ..Default::default() };
         assert!(decode_tensor("x", invalid).expect_err("invalid").message.contains("DT_INVALID"));
         let resource = TensorProto { dtype: 20, ..Default::default() };

@@ -125,6 +125,12 @@ pub struct ServeArgs {
         require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub enable_serialization_as_tensor_content: bool,
 
+    /// What the tensors of one gRPC request may decode to, in bytes (TF's fill rule lets a
+    /// 20-byte tensor ask for gigabytes; a request over it gets INVALID_ARGUMENT before
+    /// anything is allocated). Default: a sixteenth of the machine's memory, at most 1 GiB.
+    #[arg(long = "max_decoded_request_bytes")]
+    pub max_decoded_request_bytes: Option<u64>,
+
     /// REST port; 0 disables REST. TF Serving defaults to 0, we default to 8501 as its
     /// Docker image does.
     #[arg(long = "rest_api_port", default_value_t = 8501)]
@@ -314,6 +320,13 @@ pub struct ServeArgs {
     /// Threads inside one operator; 0 lets ONNX Runtime use every core.
     #[arg(long = "intra_op_threads", default_value_t = 0)]
     pub intra_op_threads: usize,
+
+    /// Requests per session that may wait for one (without batching) before more are
+    /// refused with UNAVAILABLE (REST 503 with Retry-After); `max_queued_requests` in a
+    /// model's model_options.pbtxt overrides the product for that model.
+    #[arg(long = "max_queued_requests_per_session", default_value_t = 32,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued_requests_per_session: u64,
 
     /// Threads across independent operators; 0 lets ONNX Runtime choose.
     #[arg(long = "inter_op_threads", default_value_t = 0)]

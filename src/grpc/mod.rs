@@ -49,6 +49,8 @@ pub struct GrpcState {
     pub serialize_as_tensor_content: bool,
     /// `--enable_auth`: every call but health checks must carry these credentials.
     pub credentials: Option<Arc<Credentials>>,
+    /// `--max_decoded_request_bytes`: what the tensors of one request may decode to.
+    pub max_decoded_request_bytes: usize,
 }
 
 /// TLS for gRPC, from TF Serving's `SSLConfig`.

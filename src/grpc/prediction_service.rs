@@ -20,7 +20,7 @@ pub const MAP_CLASSES_SUFFIX: &str = "_classes";
 /// Our GetModelMetadata field listing the version's execution providers.
 pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
 const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
-use crate::codec::tensor_proto::{decode_tensor, encode_tensor};
+use crate::codec::tensor_proto::{decode_tensor_within, decoded_bytes, encode_tensor};
 use crate::core::example::ExampleMethod::{self, Classify, Regress};
 use crate::core::example::ExampleResults;
 use crate::core::{ServingError, ServingResult, Tensor};
@@ -56,7 +56,7 @@ impl PredictionServiceImpl {
         let spec = resolve(request.model_spec.as_ref())?;
         let handle = self.state.manager.handle(&spec.name, &spec.version)?;
         tracing::Span::current().record("version", handle.id.version);
-        let inputs = decode_inputs(request.inputs).await?;
+        let inputs = decode_inputs(request.inputs, self.state.max_decoded_request_bytes).await?;
         let outcome =
             predict(handle.servable.as_ref(), &spec.signature_name, inputs, &request.output_filter, deadline).await?;
         let as_content = self.state.serialize_as_tensor_content;
@@ -221,14 +221,21 @@ fn typed_len(proto: &TensorProto) -> usize {
         + proto.uint64_val.len()
 }
 
-/// Decodes the request tensors; `tensor_content` moves without a copy, large typed
-/// fields are converted on a blocking thread.
-async fn decode_inputs(inputs: BTreeMap<String, TensorProto>) -> ServingResult<BTreeMap<String, Tensor>> {
-    let decode_all = |inputs: BTreeMap<String, TensorProto>| {
-        inputs
-            .into_iter()
-            .map(|(alias, proto)| decode_tensor(&alias, proto).map(|tensor| (alias, tensor)))
-            .collect::<ServingResult<BTreeMap<_, _>>>()
+/// Decodes the request tensors, all of them within `budget` bytes; `tensor_content` moves
+/// without a copy, large typed fields are converted on a blocking thread.
+async fn decode_inputs(
+    inputs: BTreeMap<String, TensorProto>,
+    budget: usize,
+) -> ServingResult<BTreeMap<String, Tensor>> {
+    let decode_all = move |inputs: BTreeMap<String, TensorProto>| {
+        let mut left = budget;
+        let mut decoded = BTreeMap::new();
+        for (alias, proto) in inputs {
+            let tensor = decode_tensor_within(&alias, proto, left)?;
+            left = left.saturating_sub(decoded_bytes(&tensor));
+            decoded.insert(alias, tensor);
+        }
+        Ok(decoded)
     };
     let inline = inputs.values().map(typed_len).sum::<usize>() <= INLINE_DECODE_VALUES;
     inline_or_blocking(inline, "request decoding", move || decode_all(inputs)).await

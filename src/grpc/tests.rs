@@ -32,6 +32,7 @@ async fn state() -> GrpcState {
         reloader: Arc::new(NoReload),
         serialize_as_tensor_content: false,
         credentials: None,
+        max_decoded_request_bytes: 1 << 20,
     }
 }
 

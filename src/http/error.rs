@@ -49,7 +49,13 @@ impl AsRef<ServingError> for RestError {
 
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
-        json_response(http_status(self.0.code), write_error_body(&self.0.message))
+        let status = http_status(self.0.code);
+        let mut response = json_response(status, write_error_body(&self.0.message));
+        // NOTE: a refusal for load (a full queue, a spent budget) passes; say when to come back.
+        if matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

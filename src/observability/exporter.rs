@@ -75,6 +75,22 @@ pub fn install_prometheus() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
+/// How often recorded histogram samples are folded into their buckets without a scrape.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds histogram samples into their buckets every few seconds until `shutdown`, so that
+/// memory stays flat between scrapes (and with no scraper at all).
+pub async fn upkeep_task(handle: PrometheusHandle, shutdown: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,6 @@ pub mod exporter;
 pub mod requests;
 pub mod versions;
 
-pub use exporter::install_prometheus;
+pub use exporter::{install_prometheus, upkeep_task};
 pub use requests::account;
 pub use versions::{version_state_task, VersionMetrics};

@@ -202,6 +202,10 @@ fn execution(proto: pb::ExecutionOptions, base: &Path) -> Result<ExecutionSettin
             profile_opt_shapes: text(trt.profile_opt_shapes),
             profile_max_shapes: text(trt.profile_max_shapes),
         },
+        max_queued_requests: match proto.max_queued_requests {
+            Some(0) => return Err("execution.max_queued_requests must be at least 1".into()),
+            other => other.map(|n| n as usize),
+        },
     })
 }
 

@@ -26,6 +26,9 @@ pub use worker::OrtServable;
 /// TF Serving's histogram of model runs, in microseconds, recorded by the workers.
 pub const RUNTIME_LATENCY: &str = ":tensorflow:serving:runtime_latency";
 
+/// Requests refused before they ran (a version's queue was full), by `model_name` and `reason`.
+pub const REJECTED: &str = "onnx_serving_rejected_requests_total";
+
 /// Records one model run.
 fn record_runtime(model_name: &str, elapsed: std::time::Duration) {
     metrics::histogram!(RUNTIME_LATENCY, "model_name" => model_name.to_string(), "API" => "Predict", "runtime" => "onnxruntime")

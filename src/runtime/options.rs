@@ -150,7 +150,14 @@ pub struct ExecutionSettings {
     pub cpu: CpuSettings,
     pub cuda: CudaSettings,
     pub tensorrt: TensorRtSettings,
+    /// Overrides the queue bound (`SessionOptions::max_queued_requests`).
+    pub max_queued_requests: Option<usize>,
 }
+
+/// Requests each session may have waiting, by default (`--max_queued_requests_per_session`):
+/// with a model of 30 ms a call, 32 waiting requests are about a second of work, beyond which
+/// a client is better told at once to retry elsewhere.
+pub const DEFAULT_QUEUED_REQUESTS_PER_SESSION: usize = 32;
 
 /// The batch dimension range the batcher will use, for TensorRT's optimization profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +197,20 @@ pub struct SessionOptions {
     /// Sessions per model version, each on its own worker thread (at least 1). The batcher
     /// sets this to `num_batch_threads` so that batches run side by side.
     pub sessions_per_version: usize,
+    /// Requests per session that may wait for one before more are refused.
+    pub queued_requests_per_session: usize,
+    /// A model's own bound on waiting requests (from `model_options.pbtxt`), in place of
+    /// `queued_requests_per_session` times the sessions.
+    pub max_queued_requests: Option<usize>,
+}
+
+impl SessionOptions {
+    /// How many requests may wait for a session of a version built with these options.
+    pub fn queue_bound(&self) -> usize {
+        self.max_queued_requests
+            .unwrap_or_else(|| self.sessions_per_version.max(1).saturating_mul(self.queued_requests_per_session))
+            .max(1)
+    }
 }
 
 impl Default for SessionOptions {
@@ -209,6 +230,8 @@ impl Default for SessionOptions {
             tensorrt_cache_dir: None,
             batch_profile: None,
             sessions_per_version: 1,
+            queued_requests_per_session: DEFAULT_QUEUED_REQUESTS_PER_SESSION,
+            max_queued_requests: None,
         }
     }
 }
@@ -247,6 +270,7 @@ impl SessionOptions {
         options.cpu_arena = cpu.arena.or(options.cpu_arena);
         options.cuda = settings.cuda.clone();
         options.tensorrt = settings.tensorrt.clone();
+        options.max_queued_requests = settings.max_queued_requests.or(options.max_queued_requests);
         options
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -16,6 +17,9 @@ use super::model_io::{model_io, ModelIo};
 use super::options::SessionOptions;
 use super::OrtRuntime;
 use crate::core::{RunOutputs, RunRequest, Servable, ServingError, ServingResult, SignatureMap};
+
+/// What a refused request is told when a version's queue is full.
+pub const QUEUE_FULL_MESSAGE: &str = "The model's request queue is full";
 
 struct Job {
     request: RunRequest,
@@ -61,6 +65,9 @@ pub struct OrtServable {
     signatures: SignatureMap,
     providers: Vec<String>,
     pool: Arc<SessionPool>,
+    /// Jobs submitted and not yet taken by a worker, and how many may be.
+    queued: Arc<AtomicUsize>,
+    queue_bound: usize,
     job_tx: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -102,6 +109,7 @@ impl OrtServable {
             None => return Err(ServingError::internal("no session was created")),
         };
         let signatures = signatures(&inputs, &outputs)?;
+        let queued = Arc::new(AtomicUsize::new(0));
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let model_name = log_context.rsplit_once(':').map_or(log_context, |(name, _)| name).to_string();
@@ -116,17 +124,27 @@ impl OrtServable {
         for index in 0..workers {
             let job_rx = Arc::clone(&job_rx);
             let pool = Arc::clone(&pool);
+            let queued = Arc::clone(&queued);
             let handle = std::thread::Builder::new()
                 .name(format!("model-{index}"))
-                .spawn(move || worker_loop(&pool, job_rx))
+                .spawn(move || worker_loop(&pool, job_rx, &queued))
                 .map_err(|e| ServingError::internal(format!("cannot start a model worker thread: {e}")))?;
             handles.push(handle);
         }
-        Ok(Self { signatures, providers, pool, job_tx: Mutex::new(Some(job_tx)), workers: handles })
+        let queue_bound = options.queue_bound();
+        Ok(Self {
+            signatures,
+            providers,
+            pool,
+            queued,
+            queue_bound,
+            job_tx: Mutex::new(Some(job_tx)),
+            workers: handles,
+        })
     }
 }
 
-fn worker_loop(pool: &SessionPool, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+fn worker_loop(pool: &SessionPool, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>, queued: &AtomicUsize) {
     loop {
         let job = {
             let Ok(receiver) = job_rx.lock() else { return };
@@ -135,6 +153,7 @@ fn worker_loop(pool: &SessionPool, job_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 Err(_) => return,
             }
         };
+        queued.fetch_sub(1, Ordering::SeqCst);
         let _entered = job.span.enter();
         if job.reply_tx.is_closed() || job.request.cancel.is_cancelled() {
             debug!("dropping a run whose caller has gone away");
@@ -191,6 +210,18 @@ impl Servable for OrtServable {
 
     fn submit(&self, request: RunRequest) -> oneshot::Receiver<ServingResult<RunOutputs>> {
         let (reply_tx, reply_rx) = oneshot::channel();
+        // NOTE: refused at once when full, so a flood is answered fast instead of waiting
+        // without bound (and holding its inputs) behind the sessions.
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue_bound {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            metrics::counter!(super::REJECTED, "model_name" => self.pool.model_name.clone(), "reason" => "queue_full")
+                .increment(1);
+            let _ = reply_tx.send(Err(ServingError::unavailable(format!(
+                "{}: {} requests are already waiting for this model; retry later",
+                QUEUE_FULL_MESSAGE, self.queue_bound
+            ))));
+            return reply_rx;
+        }
         let job = Job { request, reply_tx, span: tracing::Span::current() };
         let sent = match self.job_tx.lock() {
             Ok(guard) => guard.as_ref().map(|tx| tx.send(job).map_err(|e| Box::new(e.0))),
@@ -199,9 +230,13 @@ impl Servable for OrtServable {
         match sent {
             Some(Ok(())) => {}
             Some(Err(job)) => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
                 let _ = job.reply_tx.send(Err(ServingError::unavailable("the model is unloading")));
             }
-            None => warn!("submit after shutdown"),
+            None => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                warn!("submit after shutdown");
+            }
         }
         reply_rx
     }

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub grpc: GrpcOptions,
     /// `--enable_serialization_as_tensor_content`: gRPC outputs in `tensor_content`.
     pub serialize_as_tensor_content: bool,
+    /// What the tensors of one gRPC request may decode to.
+    pub max_decoded_request_bytes: usize,
     pub models: Vec<ModelConfig>,
     /// `None` never polls; file events still trigger scans.
     pub file_system_poll_wait: Option<Duration>,
@@ -105,6 +107,7 @@ impl ServerConfig {
             grpc_socket_path: None,
             grpc: GrpcOptions::default(),
             serialize_as_tensor_content: false,
+            max_decoded_request_bytes: default_decoded_request_bytes(),
             models,
             file_system_poll_wait: Some(Duration::from_secs(1)),
             rest_api_timeout: Some(Duration::from_secs(30)),
@@ -252,6 +255,9 @@ impl ServerConfig {
             grpc_socket_path: args.grpc_socket_path.clone().filter(|p| !p.as_os_str().is_empty()),
             grpc,
             serialize_as_tensor_content: args.enable_serialization_as_tensor_content,
+            max_decoded_request_bytes: args
+                .max_decoded_request_bytes
+                .map_or_else(default_decoded_request_bytes, |n| usize::try_from(n).unwrap_or(usize::MAX)),
             models,
             file_system_poll_wait: u64::try_from(args.file_system_poll_wait_seconds)
                 .ok()
@@ -274,6 +280,8 @@ impl ServerConfig {
                 gpu_memory_fraction: (args.per_process_gpu_memory_fraction > 0.0)
                     .then_some(args.per_process_gpu_memory_fraction),
                 intra_op_threads: args.intra_op_threads,
+                queued_requests_per_session: usize::try_from(args.max_queued_requests_per_session)
+                    .unwrap_or(usize::MAX),
                 inter_op_threads: args.inter_op_threads,
                 custom_op_libraries: args
                     .custom_op_paths
@@ -313,6 +321,19 @@ impl ServerConfig {
             },
         })
     }
+}
+
+/// A sixteenth of the machine's memory, at most 1 GiB (and 1 GiB where the memory cannot
+/// be read): a few requests at that size stay well inside memory.
+fn default_decoded_request_bytes() -> usize {
+    const CAP: usize = 1 << 30;
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+            .map(|kib| kib.saturating_mul(1024))
+    });
+    total.map_or(CAP, |bytes| (bytes / 16).min(CAP))
 }
 
 fn credentials_from_args(args: &ServeArgs) -> Result<Option<Credentials>, ConfigError> {

@@ -134,6 +134,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let prometheus = match &config.prometheus_path {
         Some(path) => crate::observability::install_prometheus().map(|handle| {
             tasks.spawn(crate::observability::version_state_task(manager.clone(), shutdown.clone()));
+            tasks.spawn(crate::observability::upkeep_task(handle.clone(), shutdown.clone()));
             info!(path = %path, "serving Prometheus metrics on the REST port");
             crate::http::PrometheusEndpoint { path: path.clone(), handle }
         }),
@@ -190,6 +191,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         }),
         serialize_as_tensor_content: config.serialize_as_tensor_content,
         credentials: credentials.clone(),
+        max_decoded_request_bytes: config.max_decoded_request_bytes,
     };
     let health = if config.grpc.enable_health_service {
         let reporter = tonic_health::server::HealthReporter::new();
