@@ -373,12 +373,22 @@ def convert_tf1(saved_model_dir, tags, signatures, opset):
 def convert_tf2(saved_model_dir, tags, signatures, opset):
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    import hashlib
     loaded = tf.saved_model.load(saved_model_dir, tags=tags)
     results = {}
+    # NOTE: Keras 3's export() writes `serve` and `serving_default` of one function; their
+    # frozen graphs are the same bytes, so the conversion is made once and shared.
+    converted = {}
     for name in signatures:
         fn = loaded.signatures[name]
         frozen_fn = convert_variables_to_constants_v2(fn, lower_control_flow=False, aggressive_inlining=True)
         frozen = frozen_fn.graph.as_graph_def(add_shapes=True)
+        same = hashlib.sha256(frozen.SerializeToString(deterministic=True))
+        same.update(repr((sorted(fn.structured_input_signature[1]), sorted(fn.structured_outputs))).encode())
+        key = same.hexdigest()
+        if key in converted:
+            results[name] = converted[key]
+            continue
         graph = tf.Graph()
         with graph.as_default():
             tf.graph_util.import_graph_def(frozen, name="")
@@ -393,6 +403,7 @@ def convert_tf2(saved_model_dir, tags, signatures, opset):
         sig_def = type("Sig", (), {"method_name": "tensorflow/serving/predict"})()
         results[name] = finish_signature(name, sig_def, frozen, parse_op, ops, inputs, outputs,
                                          in_aliases, out_aliases, {}, opset, graph=graph)
+        converted[key] = results[name]
     return results
 
 
@@ -486,18 +497,23 @@ def main(argv=None):
                     "tensorflow": tf.__version__, "signatures": {}}
         import tf2onnx
         manifest["tf2onnx"] = tf2onnx.__version__
+        written = {}
         for index, name in enumerate(signatures):
             result = results[name]
-            file_name = f"signature_{index}.onnx"
-            path = os.path.join(args.output_dir, file_name)
-            model = finish_model(result["model"], name, result["method_name"], result["example_spec"])
-            onnx.save(model, path)
-            verify(path, name)
             lenient = result["example_spec"] is None and not args.keep_declared_shapes
-            if lenient:
-                relax_shapes(model)
+            # NOTE: signatures that share a conversion share its file (and the server loads it once).
+            file_name = written.get(id(result))
+            if file_name is None:
+                file_name = f"signature_{index}.onnx"
+                written[id(result)] = file_name
+                path = os.path.join(args.output_dir, file_name)
+                model = finish_model(result["model"], name, result["method_name"], result["example_spec"])
                 onnx.save(model, path)
-                verify(path, name, check=False)
+                verify(path, name)
+                if lenient:
+                    relax_shapes(model)
+                    onnx.save(model, path)
+                    verify(path, name, check=False)
             manifest["signatures"][name] = {"file": file_name, "inputs": result["inputs"],
                                             "outputs": result["outputs"],
                                             "example_spec": result["example_spec"], "lenient_shapes": lenient}

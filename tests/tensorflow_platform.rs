@@ -487,7 +487,8 @@ async fn tf_servings_command_line_needs_no_platform_flag() {
 
 /// Writes the two SavedModels of TF Serving's `test_tf_saved_model_save` and
 /// `test_tf_saved_model_save_multiple_signatures`, as those tests build them (facts: a
-/// `tf.train.Checkpoint` root, an input spec of unknown rank, and outputs that are constants).
+/// `tf.train.Checkpoint` root, an input spec of unknown rank, and outputs that are constants),
+/// and a Keras 3 `model.export()` (`serve` and `serving_default` of one function).
 const TF_SAVED_MODEL_SAVE: &str = r#"
 import sys
 import tensorflow as tf
@@ -502,6 +503,10 @@ both.f = tf.function(lambda x: {"y": 1.}, input_signature=[tf.TensorSpec(None, t
 both.g = tf.function(lambda x: {"y": 2.}, input_signature=[tf.TensorSpec(None, tf.float32)])
 tf.saved_model.save(both, out + "/multiple/00000123",
                     signatures={"serving_default": both.f, "custom_signature_key": both.g})
+import keras
+keras.utils.set_random_seed(1)
+model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="ones")])
+model.export(out + "/keras/1")
 "#;
 
 #[tokio::test]
@@ -558,4 +563,25 @@ async fn tf_saved_model_save_exports_serve_every_signature() {
             assert_eq!(echoed.version_choice, Some(model_spec::VersionChoice::Version(123)), "{model}");
         }
     }
+
+    // Keras 3: `serve` and `serving_default` are one function, converted once and loaded once.
+    let keras_cache = tempfile::tempdir().expect("cache");
+    let keras_flags =
+        [format!("--conversion_python={python}"), format!("--conversion_cache_dir={}", keras_cache.path().display())];
+    let keras_flags: Vec<&str> = keras_flags.iter().map(String::as_str).collect();
+    let server = serve_tf("keras", &dir.path().join("keras"), &keras_flags);
+    for signature in ["serve", "serving_default"] {
+        let (status, body) =
+            post(&server, "/v1/models/keras:predict", json!({"signature_name": signature, "instances": [[2.0]]})).await;
+        assert_eq!((status, body), (200, json!({"predictions": [[3.0]]})), "{signature}");
+    }
+    let conversions: Vec<_> = std::fs::read_dir(keras_cache.path()).expect("cache").flatten().collect();
+    assert_eq!(conversions.len(), 1, "one conversion in the cache");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(conversions[0].path().join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest["signatures"]["serve"]["file"], manifest["signatures"]["serving_default"]["file"]);
+    server.wait_for_log_line("sessions created").await;
+    let sessions = server.log_lines_with("sessions created");
+    assert_eq!(sessions.len(), 1, "one set of sessions for both signatures: {sessions:?}");
 }

@@ -86,6 +86,7 @@ impl Loader for SavedModelLoader {
         let conversion_dir = find_conversion(&self.version_dir, &self.conversion, &context)?;
         let manifest = read_manifest(&conversion_dir)?;
         let mut routes = BTreeMap::new();
+        let mut loaded: BTreeMap<String, Arc<OrtServable>> = BTreeMap::new();
         for (name, entry) in &manifest.signatures {
             let Some(signature) = signatures.get_mut(name) else {
                 warn!(model = %context, signature = %name, "the conversion has a signature the SavedModel lacks");
@@ -94,14 +95,21 @@ impl Loader for SavedModelLoader {
             if entry.file.contains('/') || entry.file.contains("..") {
                 return Err(precondition(format!("manifest file name `{}` leaves the conversion", entry.file)));
             }
-            let servable = OrtServable::load(
-                self.runtime,
-                &conversion_dir.join(&entry.file),
-                &session_options,
-                session_options.sessions_per_version,
-                &format!("{context}/{name}"),
-                |_, _| Ok(SignatureMap::new()),
-            )?;
+            let servable = match loaded.get(&entry.file) {
+                Some(servable) => Arc::clone(servable),
+                None => {
+                    let servable = Arc::new(OrtServable::load(
+                        self.runtime,
+                        &conversion_dir.join(&entry.file),
+                        &session_options,
+                        session_options.sessions_per_version,
+                        &format!("{context}/{name}"),
+                        |_, _| Ok(SignatureMap::new()),
+                    )?);
+                    loaded.insert(entry.file.clone(), Arc::clone(&servable));
+                    servable
+                }
+            };
             let rename = |tensors: &BTreeMap<String, TensorInfo>, map: &BTreeMap<String, String>| {
                 tensors
                     .iter()

@@ -2,6 +2,7 @@
 //! the request's signature, with TF tensor names renamed to ONNX ones.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -10,7 +11,9 @@ use crate::runtime::OrtServable;
 
 /// One signature's model and the renaming from TF tensor names to ONNX names.
 pub(super) struct Route {
-    pub(super) servable: OrtServable,
+    /// Shared by the signatures whose conversion is one file (Keras 3's `serve` and
+    /// `serving_default`), so its weights are loaded once.
+    pub(super) servable: Arc<OrtServable>,
     /// TF tensor name (`x:0`) -> ONNX input name, for plain signatures.
     pub(super) inputs: BTreeMap<String, String>,
     /// TF tensor name (`y:0`) -> ONNX output name.
