@@ -585,3 +585,28 @@ async fn tf_saved_model_save_exports_serve_every_signature() {
     let sessions = server.log_lines_with("sessions created");
     assert_eq!(sessions.len(), 1, "one set of sessions for both signatures: {sessions:?}");
 }
+
+#[test]
+fn a_conversion_that_cannot_succeed_is_remembered_for_its_content() {
+    let Some(python) = converter_python() else {
+        skip_unless("ONNX_SERVING_CONVERTER_PYTHON (a Python with python/requirements-convert.txt)", false);
+        return;
+    };
+    let cache = tempfile::tempdir().expect("cache");
+    let args = [
+        "--model_name=counter".to_string(),
+        format!("--model_base_path={}", repo_path("tests/fixtures/saved_model_counter").display()),
+        format!("--conversion_python={python}"),
+        format!("--conversion_cache_dir={}", cache.path().display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reason = "which ONNX cannot express";
+    let (code, first) = run_to_exit(&args, &[]);
+    assert_eq!(code, Some(255), "{first}");
+    assert!(first.contains(reason) && !first.contains("remembered"), "{first}");
+    // A restart does not run the converter again: the failure is remembered for this content.
+    let (code, second) = run_to_exit(&args, &[]);
+    assert_eq!(code, Some(255), "{second}");
+    assert!(second.contains(reason) && second.contains("remembered from an earlier attempt"), "{second}");
+    assert!(!second.contains("converting the SavedModel to ONNX"), "{second}");
+}

@@ -97,6 +97,20 @@ fn next_attempt() -> usize {
     ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Why a conversion did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConverterError {
+    /// The converter could not be started (no such Python, no room for its script).
+    #[error("{0}")]
+    Environment(String),
+    /// It ran past its time and was stopped.
+    #[error("{0}")]
+    TimedOut(String),
+    /// It ran and said the SavedModel cannot be converted: the same content fails again.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Runs the converter into `output_dir`, stopping it after `timeout`. The error carries the
 /// converter's own message, or the end of its stderr when it gave none.
 pub fn run_converter(
@@ -105,10 +119,11 @@ pub fn run_converter(
     output_dir: &Path,
     keep_declared_shapes: bool,
     timeout: Option<Duration>,
-) -> Result<(), String> {
+) -> Result<(), ConverterError> {
     let script =
         std::env::temp_dir().join(format!("onnx-serving-converter-{}-{}.py", std::process::id(), next_attempt()));
-    std::fs::write(&script, CONVERTER_SCRIPT).map_err(|e| format!("cannot write the converter: {e}"))?;
+    std::fs::write(&script, CONVERTER_SCRIPT)
+        .map_err(|e| ConverterError::Environment(format!("cannot write the converter: {e}")))?;
     let mut command = Command::new(python);
     command
         .arg(&script)
@@ -119,7 +134,7 @@ pub fn run_converter(
     }
     let outcome = run_to_end(&mut command, timeout);
     let _ = std::fs::remove_file(&script);
-    let (status, stderr) = outcome.map_err(|e| format!("cannot run {python}: {e}"))?;
+    let (status, stderr) = outcome.map_err(|e| ConverterError::Environment(format!("cannot run {python}: {e}")))?;
     let tail = || {
         let lines: Vec<&str> = stderr.lines().collect();
         let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
@@ -130,17 +145,19 @@ pub fn run_converter(
         }
     };
     match status {
-        None => Err(format!(
+        None => Err(ConverterError::TimedOut(format!(
             "the converter was stopped after {} s (--conversion_timeout_seconds); its last output:\n{}",
             timeout.map_or(0, |t| t.as_secs()),
             tail()
-        )),
+        ))),
         Some(status) if status.success() => Ok(()),
-        Some(_) => Err(stderr
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("error: "))
-            .map_or_else(tail, |l| l.trim_start_matches("error: ").to_string())),
+        Some(_) => Err(ConverterError::Failed(
+            stderr
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("error: "))
+                .map_or_else(tail, |l| l.trim_start_matches("error: ").to_string()),
+        )),
     }
 }
 
@@ -174,6 +191,26 @@ fn run_to_end(
     };
     let stderr = reader.join().unwrap_or_default();
     Ok((status, stderr))
+}
+
+/// What identifies the converter a failure was remembered for: its script, compiled in.
+fn converter_identity() -> String {
+    Sha256::digest(CONVERTER_SCRIPT.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `note`: the converter's identity on the first line, then its reason.
+fn remember_failure(note: &Path, reason: &str) {
+    let partial = note.with_extension(format!("failed.partial-{}", next_attempt()));
+    if std::fs::write(&partial, format!("{}\n{reason}", converter_identity())).is_ok() {
+        let _ = std::fs::rename(&partial, note);
+    }
+}
+
+/// Returns the reason remembered in `note`, when this converter wrote it.
+fn remembered_failure(note: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(note).ok()?;
+    let (identity, reason) = text.split_once('\n')?;
+    (identity == converter_identity()).then(|| reason.to_string())
 }
 
 /// One conversion in progress: the loads that want the same content wait for its result.
@@ -267,6 +304,16 @@ fn convert_into_cache(
         info!(model = log_context, dir = %cached.display(), "using the cached SavedModel conversion");
         return Ok(cached);
     }
+    let failure_note = options.cache_dir.join(format!("{digest}-f{MANIFEST_FORMAT}.failed"));
+    if let Some(reason) = remembered_failure(&failure_note) {
+        return Err(precondition(format!(
+            "the SavedModel in {} has no ONNX conversion, and converting it failed: {reason} (remembered from an \
+             earlier attempt by this converter; delete {} to try again). Convert it with: {}",
+            version_dir.display(),
+            failure_note.display(),
+            convert_command(version_dir)
+        )));
+    }
     std::fs::create_dir_all(&options.cache_dir).map_err(|e| {
         precondition(format!("cannot create --conversion_cache_dir {}: {e}", options.cache_dir.display()))
     })?;
@@ -277,6 +324,11 @@ fn convert_into_cache(
     let started = Instant::now();
     if let Err(reason) = run_converter(&options.python, version_dir, &staging, false, options.timeout) {
         let _ = std::fs::remove_dir_all(&staging);
+        if let ConverterError::Failed(text) = &reason {
+            // NOTE: the same content fails the same way with this converter; a restart or a
+            // copy of the model under another name does not pay for the attempt again.
+            remember_failure(&failure_note, text);
+        }
         return Err(precondition(format!(
             "the SavedModel in {} has no ONNX conversion, and converting it failed: {reason}. Convert it with: {}",
             version_dir.display(),
