@@ -502,18 +502,28 @@ def main(argv=None):
             result = results[name]
             lenient = result["example_spec"] is None and not args.keep_declared_shapes
             # NOTE: signatures that share a conversion share its file (and the server loads it once).
-            file_name = written.get(id(result))
-            if file_name is None:
+            shared = written.get(id(result))
+            if shared is not None:
+                file_name, lenient = shared
+            else:
                 file_name = f"signature_{index}.onnx"
-                written[id(result)] = file_name
                 path = os.path.join(args.output_dir, file_name)
                 model = finish_model(result["model"], name, result["method_name"], result["example_spec"])
                 onnx.save(model, path)
                 verify(path, name)
                 if lenient:
+                    declared = onnx.ModelProto()
+                    declared.CopyFrom(model)
                     relax_shapes(model)
                     onnx.save(model, path)
-                    verify(path, name, check=False)
+                    try:
+                        verify(path, name, check=False)
+                    except ConversionError as error:
+                        # NOTE: a graph ONNX Runtime only loads with its declared shapes keeps them.
+                        print(f"warning: signature {name} keeps its declared input shapes: {error}", file=sys.stderr)
+                        onnx.save(declared, path)
+                        lenient = False
+                written[id(result)] = (file_name, lenient)
             manifest["signatures"][name] = {"file": file_name, "inputs": result["inputs"],
                                             "outputs": result["outputs"],
                                             "example_spec": result["example_spec"], "lenient_shapes": lenient}

@@ -317,6 +317,12 @@ pub struct ServeArgs {
     #[arg(long = "conversion_timeout_seconds", default_value_t = 1800)]
     pub conversion_timeout_seconds: u64,
 
+    /// SavedModel conversions that may run at once; each converter can take gigabytes
+    /// (about 9 GB for Keras ResNet50), so one at a time by default.
+    #[arg(long = "max_concurrent_conversions", default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrent_conversions: u64,
+
     /// Threads inside one operator; 0 lets ONNX Runtime use every core.
     #[arg(long = "intra_op_threads", default_value_t = 0)]
     pub intra_op_threads: usize,

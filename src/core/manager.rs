@@ -33,7 +33,7 @@ enum ManagerCommand {
     },
     RetryLoad {
         id: ServableId,
-        attempt: u32,
+        ticket: u64,
     },
     UnloadDone {
         id: ServableId,
@@ -50,6 +50,9 @@ enum ManagerCommand {
         threads: usize,
     },
 }
+
+/// The most loads that may run at once, whatever `--num_load_threads` says.
+const MAX_LOAD_THREADS: usize = 1024;
 
 /// How the models a config reload waits for turned out.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -84,7 +87,7 @@ impl AspiredVersionsManager {
         let weak_command_tx = command_tx.downgrade();
         let serving = RwLock::new(Arc::new(ServingMap::new()));
         let shared = Arc::new(Shared { command_tx, serving, status_rx, aspired_rx });
-        let load_threads = options.num_load_threads.max(1);
+        let load_threads = options.num_load_threads.clamp(1, MAX_LOAD_THREADS);
         let task = ManagerTask {
             loads: Arc::new(Semaphore::new(load_threads)),
             load_threads,
@@ -304,7 +307,7 @@ impl ManagerTask {
                 }
                 ManagerCommand::SetAspired { name, versions } => self.state.set_aspired(&name, versions),
                 ManagerCommand::LoadDone { id, result } => self.state.load_done(id, result),
-                ManagerCommand::RetryLoad { id, attempt } => self.state.retry_load(id, attempt),
+                ManagerCommand::RetryLoad { id, ticket } => self.state.retry_load(id, ticket),
                 ManagerCommand::UnloadDone { id } => self.state.unload_done(id),
                 ManagerCommand::SetLabels { name, labels } => {
                     if let Some(model) = self.state.models.get_mut(&name) {
@@ -317,7 +320,7 @@ impl ManagerTask {
                     continue;
                 }
                 ManagerCommand::SetLoadThreads { threads } => {
-                    self.set_load_threads(threads.max(1));
+                    self.set_load_threads(threads.clamp(1, MAX_LOAD_THREADS));
                     continue;
                 }
             };
@@ -387,10 +390,10 @@ impl ManagerTask {
                     let _ = command_tx.send(ManagerCommand::LoadDone { id, result });
                 });
             }
-            Effect::ScheduleRetry { id, delay, attempt } => {
+            Effect::ScheduleRetry { id, delay, ticket } => {
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = command_tx.send(ManagerCommand::RetryLoad { id, attempt });
+                    let _ = command_tx.send(ManagerCommand::RetryLoad { id, ticket });
                 });
             }
             Effect::Unload { id, serving, drained_rx } => {

@@ -91,6 +91,8 @@ struct VersionEntry {
     aspired: bool,
     phase: Phase,
     attempts: u32,
+    /// The ticket of the retry timer this entry waits for (see `ManagerState::tickets`).
+    retry_ticket: u64,
     loader: Option<Arc<dyn Loader>>,
 }
 
@@ -108,11 +110,11 @@ pub(super) enum Effect {
         id: ServableId,
         loader: Arc<dyn Loader>,
     },
-    /// `attempt` is the attempt that failed: a retry for an older one is stale.
+    /// `ticket` names this timer: a timer whose ticket the entry no longer waits for is stale.
     ScheduleRetry {
         id: ServableId,
         delay: Duration,
-        attempt: u32,
+        ticket: u64,
     },
     Unload {
         id: ServableId,
@@ -127,11 +129,13 @@ pub(super) struct ManagerState {
     pub(super) models: HashMap<String, ModelEntry>,
     pub(super) status: StatusSnapshot,
     drain_rx: HashMap<ServableId, oneshot::Receiver<()>>,
+    /// Retry timers scheduled so far: each gets the next number as its ticket.
+    tickets: u64,
 }
 
 impl ManagerState {
     pub(super) fn new(options: ManagerOptions) -> Self {
-        Self { options, models: HashMap::new(), status: StatusSnapshot::new(), drain_rx: HashMap::new() }
+        Self { options, models: HashMap::new(), status: StatusSnapshot::new(), drain_rx: HashMap::new(), tickets: 0 }
     }
 
     fn set_status(&mut self, id: &ServableId, state: ServableState, error: Option<ServingError>) {
@@ -191,7 +195,14 @@ impl ManagerState {
         let mut started = Vec::new();
         for (version, path) in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = model.versions.entry(version) {
-                slot.insert(VersionEntry { path, aspired: true, phase: Phase::New, attempts: 0, loader: None });
+                slot.insert(VersionEntry {
+                    path,
+                    aspired: true,
+                    phase: Phase::New,
+                    attempts: 0,
+                    retry_ticket: 0,
+                    loader: None,
+                });
                 started.push(version);
             }
         }
@@ -294,25 +305,33 @@ impl ManagerState {
                 warn!(model = %id.name, version = id.version, attempt = entry.attempts, error = %error,
                     "failed to load servable version, retrying");
                 entry.phase = Phase::RetryWait;
-                let attempt = entry.attempts;
-                return vec![Effect::ScheduleRetry { id, delay, attempt }];
+                self.tickets += 1;
+                entry.retry_ticket = self.tickets;
+                return vec![Effect::ScheduleRetry { id, delay, ticket: self.tickets }];
             }
             Err(error) => {
                 warn!(model = %id.name, version = id.version, error = %error, "failed to load servable version");
                 entry.phase = Phase::Failed;
                 entry.loader = None;
+                if !entry.aspired {
+                    // NOTE: un-aspired while it loaded: dropped, as a failed version that is
+                    // un-aspired is, so that aspiring it again loads it afresh.
+                    if let Some(model) = self.models.get_mut(&id.name) {
+                        model.versions.remove(&id.version);
+                    }
+                }
                 self.set_status(&id, ServableState::End, Some(error));
             }
         }
         self.next_actions(&id.name)
     }
 
-    pub(super) fn retry_load(&mut self, id: ServableId, attempt: u32) -> Vec<Effect> {
+    pub(super) fn retry_load(&mut self, id: ServableId, ticket: u64) -> Vec<Effect> {
         let Some(entry) = self.models.get_mut(&id.name).and_then(|m| m.versions.get_mut(&id.version)) else {
             return Vec::new();
         };
         // NOTE: a timer of an entry that was dropped and aspired anew is stale.
-        if !matches!(entry.phase, Phase::RetryWait) || entry.attempts != attempt {
+        if !matches!(entry.phase, Phase::RetryWait) || entry.retry_ticket != ticket {
             return Vec::new();
         }
         entry.phase = Phase::New;
@@ -332,6 +351,7 @@ impl ManagerState {
                     aspired: true,
                     phase: Phase::New,
                     attempts: 0,
+                    retry_ticket: 0,
                     loader: None,
                 };
                 self.set_status(&id, ServableState::Start, None);

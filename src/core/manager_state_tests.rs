@@ -21,12 +21,14 @@ enum Step {
     Loaded(i64),
     /// A pending load of this version failed, transiently or not.
     Failed(i64, bool),
-    /// The retry timer of this version's attempt fired.
-    Retry(i64, u32),
+    /// The retry timer with this ticket (they are numbered from 1 in scheduling order) fired.
+    Retry(i64, u64),
     /// This version's unload (drain and drop) finished.
     Unloaded(i64),
     /// The states each listed version must be in, and the versions requests see.
     Expect(&'static [(i64, ServableState)], &'static [i64]),
+    /// The versions whose loads are pending, exactly.
+    Loading(&'static [i64]),
 }
 
 use Step::*;
@@ -35,7 +37,7 @@ use Step::*;
 struct Harness {
     state: ManagerState,
     loads: Vec<i64>,
-    retries: Vec<(i64, u32)>,
+    retries: Vec<(i64, u64)>,
     unloads: Vec<i64>,
 }
 
@@ -52,7 +54,7 @@ impl Harness {
         for effect in effects {
             match effect {
                 Effect::Load { id, .. } => self.loads.push(id.version),
-                Effect::ScheduleRetry { id, attempt, .. } => self.retries.push((id.version, attempt)),
+                Effect::ScheduleRetry { id, ticket, .. } => self.retries.push((id.version, ticket)),
                 Effect::Unload { id, .. } => self.unloads.push(id.version),
             }
         }
@@ -92,6 +94,10 @@ impl Harness {
             }
             Expect(states, serving) => {
                 self.check(states, serving, case);
+                Vec::new()
+            }
+            Step::Loading(versions) => {
+                assert_eq!(self.loads, versions, "{case}: pending loads");
                 Vec::new()
             }
         };
@@ -210,7 +216,7 @@ const CASES: &[(&str, u32, &[Step])] = &[
             Expect(&[(1, Loading)], &[]),
             // The dropped entry's timer fires while the fresh one loads: nothing happens.
             Retry(1, 1),
-            Expect(&[(1, Loading)], &[]),
+            Step::Loading(&[1]),
             Loaded(1),
             Expect(&[(1, Available)], &[1]),
         ],
@@ -223,10 +229,42 @@ const CASES: &[(&str, u32, &[Step])] = &[
             Failed(1, true),
             Retry(1, 1),
             Failed(1, true),
-            // Attempt 1's timer again (a duplicate): attempt 2 is the one waiting.
+            // Timer 1 again (a duplicate): timer 2 is the one the entry waits for.
             Retry(1, 1),
-            Expect(&[(1, Loading)], &[]),
+            Step::Loading(&[]),
             Retry(1, 2),
+            Loaded(1),
+            Expect(&[(1, Available)], &[1]),
+        ],
+    ),
+    (
+        "un-aspired while loading, failing, then aspired again: loads afresh",
+        0,
+        &[
+            Aspire(&[1]),
+            Aspire(&[]),
+            Failed(1, false),
+            Expect(&[(1, End)], &[]),
+            Aspire(&[1]),
+            Expect(&[(1, Loading)], &[]),
+            Loaded(1),
+            Expect(&[(1, Available)], &[1]),
+        ],
+    ),
+    (
+        "a dropped entry's timer does not fire the fresh entry's retry early",
+        3,
+        &[
+            Aspire(&[1]),
+            Failed(1, true),
+            Aspire(&[]),
+            Aspire(&[1]),
+            Failed(1, true),
+            // Timer 1 belonged to the dropped entry; the fresh one waits for timer 2.
+            Retry(1, 1),
+            Step::Loading(&[]),
+            Retry(1, 2),
+            Step::Loading(&[1]),
             Loaded(1),
             Expect(&[(1, Available)], &[1]),
         ],

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tracing::warn;
+
 use super::onnx_graph::{read_graph_facts, GraphFacts};
 use super::resolve::{apply_aliases, attach};
 use super::version_options;
@@ -91,6 +93,11 @@ impl Loader for OnnxLoader {
         let options = version_options::read_for_version(version_dir)?;
         let session_options = self.session_options.with_hints(hints).with_model_settings(&options.execution);
         let facts = read_graph_facts(&self.model_file);
+        if facts.is_none() {
+            warn!(model = %self.id.name, version = self.id.version, file = %self.model_file.display(),
+                "cannot read the graph's declared shapes and class labels; inputs ONNX Runtime reports \
+                 without dimensions take any rank, and ZipMap outputs cannot be served");
+        }
         let context = format!("{}:{}", self.id.name, self.id.version);
         let servable = OrtServable::load(
             self.runtime,
@@ -99,6 +106,17 @@ impl Loader for OnnxLoader {
             session_options.sessions_per_version,
             &context,
             |inputs, outputs| {
+                // NOTE: unread facts: a value ONNX Runtime shows without dimensions may have no
+                // shape at all, so it is not checked as a scalar.
+                let facts = facts.clone().unwrap_or_else(|| GraphFacts {
+                    unshaped: inputs
+                        .iter()
+                        .chain(outputs)
+                        .filter(|io| io.dims.is_empty())
+                        .map(|io| io.name.clone())
+                        .collect(),
+                    ..GraphFacts::default()
+                });
                 let mut signatures = signature_from_io(inputs, outputs, &facts)?;
                 apply_aliases(&mut signatures, &options)?;
                 Ok(signatures)

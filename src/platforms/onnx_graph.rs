@@ -126,12 +126,12 @@ pub struct GraphFacts {
     pub score_maps: HashMap<String, Vec<String>>,
 }
 
-/// Reads the facts of the model at `path`. Returns empty facts when the file cannot be read as
-/// a model; ONNX Runtime reports the real error.
-pub fn read_graph_facts(path: &Path) -> GraphFacts {
-    let Ok(file) = File::open(path) else { return GraphFacts::default() };
+/// Reads the facts of the model at `path`, or `None` when the file cannot be read as a model
+/// (ONNX Runtime reports the real error if it cannot load it either).
+pub fn read_graph_facts(path: &Path) -> Option<GraphFacts> {
+    let file = File::open(path).ok()?;
     let mut reader = Reader { inner: BufReader::new(file), position: 0 };
-    scan_model(&mut reader).unwrap_or_default()
+    scan_model(&mut reader)
 }
 
 /// The nodes that matter for score maps: ZipMaps (output -> keys) and Identities (output -> input).
@@ -270,7 +270,8 @@ fn scan_model<R: Read + Seek>(reader: &mut Reader<R>) -> Option<GraphFacts> {
         }
         return Some(facts);
     }
-    Some(facts)
+    // NOTE: no graph: not a model this reader understands.
+    None
 }
 
 #[cfg(test)]
@@ -308,7 +309,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("m.onnx");
         std::fs::write(&path, &model).expect("write");
-        let facts = read_graph_facts(&path);
+        let facts = read_graph_facts(&path).expect("a model");
         assert!(facts.unshaped.contains("x"));
         assert!(!facts.unshaped.contains("y"));
         assert!(facts.score_maps.is_empty());
@@ -354,7 +355,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("m.onnx");
         std::fs::write(&path, &model).expect("write");
-        let facts = read_graph_facts(&path);
+        let facts = read_graph_facts(&path).expect("a model");
         assert_eq!(facts.score_maps["numbers"], vec!["2", "10", "127"]);
         assert_eq!(facts.score_maps["names"], vec!["iris", "setosa", "versicolor"]);
         assert!(!facts.score_maps.contains_key("plain"));
@@ -363,7 +364,7 @@ mod tests {
     #[test]
     fn reads_a_scikit_learn_export() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/iris_zipmap/1/model.onnx");
-        let facts = read_graph_facts(&path);
+        let facts = read_graph_facts(&path).expect("a model");
         assert_eq!(facts.score_maps.len(), 1, "{facts:?}");
         assert_eq!(facts.score_maps["output_probability"], vec!["0", "1", "2"]);
     }
@@ -373,6 +374,6 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("m.onnx");
         std::fs::write(&path, [0xffu8; 64]).expect("write");
-        assert_eq!(read_graph_facts(&path), GraphFacts::default());
+        assert_eq!(read_graph_facts(&path), None);
     }
 }

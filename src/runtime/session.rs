@@ -264,7 +264,19 @@ impl OrtRuntime {
                 } else {
                     ""
                 };
-                return Err(ort_error(&format!("loading {}", model_path.display()), format!("{text}{hint}")));
+                // NOTE: most load failures are the model's and stay (INTERNAL, not retried); memory
+                // that was short, or a cached engine just discarded, may do better next time.
+                let code = if ["bad_alloc", "Failed to allocate", "out of memory", "OutOfMemory"]
+                    .iter()
+                    .any(|marker| text.contains(marker))
+                {
+                    crate::core::Code::ResourceExhausted
+                } else if engine_entry.is_some() {
+                    crate::core::Code::Unavailable
+                } else {
+                    crate::core::Code::Internal
+                };
+                return Err(ServingError::new(code, format!("loading {}: {text}{hint}", model_path.display())));
             }
         };
         if let Some(entry) = &engine_entry {

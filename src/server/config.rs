@@ -298,6 +298,7 @@ impl ServerConfig {
                     conversion.cache_dir = working_dir.join(dir);
                 }
                 conversion.python = args.conversion_python.clone();
+                conversion.max_concurrent = usize::try_from(args.max_concurrent_conversions).unwrap_or(usize::MAX);
                 conversion.timeout = (args.conversion_timeout_seconds > 0)
                     .then(|| std::time::Duration::from_secs(args.conversion_timeout_seconds));
                 conversion

@@ -66,11 +66,27 @@ pub(super) fn failure_list(failures: &[(ServableId, ServingError)]) -> String {
     format!("{{{detail}}}")
 }
 
+/// A config applied and not yet waited for: what `ServerCore::finish` needs.
+pub(super) struct Applied {
+    models: Vec<ModelConfig>,
+    previous: Vec<ModelConfig>,
+    added: Vec<String>,
+    marks: crate::core::AspiredSnapshot,
+    generation: u64,
+}
+
 impl ServerCore {
-    /// Registers adapters, labels and paths, then waits (until `deadline` at most, without
-    /// holding the config lock) for the models not served before, and reports how they went.
+    /// Applies `models`, then waits (until `deadline` at most, without holding the config
+    /// lock) for the models not served before, and reports how they went.
     pub(super) async fn apply(&self, models: Vec<ModelConfig>, deadline: Option<Instant>) -> ServingResult<Settlement> {
-        let (previous, added, marks, generation) = self.start_apply(&models).await?;
+        let applied = self.begin(models).await?;
+        self.finish(applied, deadline).await
+    }
+
+    /// Waits for the new models of an applied config, then (unless a newer config was applied
+    /// meanwhile) sets its labels and the models that health checks wait for.
+    pub(super) async fn finish(&self, applied: Applied, deadline: Option<Instant>) -> ServingResult<Settlement> {
+        let Applied { models, previous, added, marks, generation } = applied;
         let settlement = self.manager.wait_until_settled(&added, &marks, deadline).await;
         // NOTE: labels are checked once the new versions had their chance to load, and each
         // model's whole label map is replaced in one step, so a canary flip is atomic. A
@@ -79,6 +95,11 @@ impl ServerCore {
         if current.generation != generation {
             return Ok(settlement);
         }
+        // NOTE: health waits for every configured model except those with no version yet,
+        // published only now so that adding a model does not turn the server NOT_SERVING.
+        let waited: Vec<String> =
+            models.iter().map(|m| m.name.clone()).filter(|name| !settlement.without_versions.contains(name)).collect();
+        self.configured_tx.send_replace(waited);
         self.check_labels(&previous, &models)?;
         for model in &models {
             let labels: HashMap<String, i64> = model.labels.iter().map(|(k, v)| (k.clone(), *v)).collect();
@@ -87,16 +108,12 @@ impl ServerCore {
         Ok(settlement)
     }
 
-    /// Under the config lock: checks the config, hands it to the manager and the source, and
-    /// returns the previous models, the new ones' names, the aspired marks they are measured
-    /// against and the config's generation.
-    async fn start_apply(
-        &self,
-        models: &[ModelConfig],
-    ) -> ServingResult<(Vec<ModelConfig>, Vec<String>, crate::core::AspiredSnapshot, u64)> {
+    /// Under the config lock: checks the config and hands it to the manager and the source.
+    /// The config is in force once this returns; `finish` waits for its new models.
+    pub(super) async fn begin(&self, models: Vec<ModelConfig>) -> ServingResult<Applied> {
         let mut current = self.current.lock().await;
         let mut adapters = Vec::with_capacity(models.len());
-        for model in models {
+        for model in &models {
             let adapter = self.registry.adapter(&model.platform).map_err(|known| {
                 ServingError::invalid_argument(format!(
                     "Model {} requests unsupported platform {} ({known})",
@@ -105,7 +122,7 @@ impl ServerCore {
             })?;
             adapters.push(self.decorate(adapter));
         }
-        let watched = watched(models);
+        let watched = watched(&models);
         check_base_paths(&watched).map_err(ServingError::not_found)?;
         let served: BTreeSet<&str> = current.models.iter().map(|m| m.name.as_str()).collect();
         let added: Vec<String> =
@@ -117,10 +134,9 @@ impl ServerCore {
         // source's answer to this config counts as news.
         let marks = self.manager.aspired_marks().await;
         self.source.set_models(watched).await;
-        let previous = std::mem::replace(&mut current.models, models.to_vec());
+        let previous = std::mem::replace(&mut current.models, models.clone());
         current.generation += 1;
-        self.configured_tx.send_replace(current.models.iter().map(|m| m.name.clone()).collect());
-        Ok((previous, added, marks, current.generation))
+        Ok(Applied { models, previous, added, marks, generation: current.generation })
     }
 
     /// Says what a settlement means to the one who asked: `Ok` when every new model serves,
@@ -142,7 +158,15 @@ impl ServerCore {
         if problems.is_empty() {
             return Ok(());
         }
-        let code = if failures.is_empty() { crate::core::Code::Unavailable } else { crate::core::Code::Unknown };
+        // NOTE: a failed version is TF Serving's UNKNOWN; a model still loading when the call's
+        // time ran out is DEADLINE_EXCEEDED; one with no version yet is UNAVAILABLE.
+        let code = if !failures.is_empty() {
+            crate::core::Code::Unknown
+        } else if !unsettled.is_empty() {
+            crate::core::Code::DeadlineExceeded
+        } else {
+            crate::core::Code::Unavailable
+        };
         Err(ServingError::new(code, problems.join("; ")))
     }
 
@@ -203,11 +227,22 @@ impl crate::grpc::ModelServerConfigReloader for SharedCore {
     }
 }
 
+/// How much earlier than the client's deadline a reload stops waiting, so the client hears
+/// which model did not settle instead of a bare DEADLINE_EXCEEDED.
+const ANSWER_MARGIN: Duration = Duration::from_millis(250);
+
 impl ConfigReloader for SharedCore {
     fn reload(&self, models: Vec<ModelConfig>, deadline: Option<Instant>) -> ReloadFuture {
         let core = Arc::clone(&self.core);
         Box::pin(async move {
-            let settlement = core.apply(models.clone(), deadline).await?;
+            let applied = core.begin(models.clone()).await?;
+            // NOTE: the wait and the labels run on their own task, so a client that gives up
+            // (its call dropped) does not leave the config without its labels.
+            let waiter = Arc::clone(&core);
+            let deadline = deadline.map(|d| d.checked_sub(ANSWER_MARGIN).unwrap_or(d));
+            let settlement = tokio::spawn(async move { waiter.finish(applied, deadline).await })
+                .await
+                .map_err(|_| ServingError::internal("the reload's wait stopped unexpectedly"))??;
             core.outcome(&models, &settlement)
         })
     }
@@ -221,14 +256,14 @@ pub(super) async fn poll_model_config_file(
     wait: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut applied = std::fs::read_to_string(&path).ok();
+    let mut applied = tokio::fs::read_to_string(&path).await.ok();
     let working_dir = std::env::current_dir().unwrap_or_default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        let text = match std::fs::read_to_string(&path) {
+        let text = match tokio::fs::read_to_string(&path).await {
             Ok(text) => text,
             Err(error) => {
                 warn!(path = %path.display(), error = %error, "cannot re-read the model config file; keeping the current models");
@@ -247,10 +282,25 @@ pub(super) async fn poll_model_config_file(
         };
         info!(path = %path.display(), models = ?models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
             "model config file changed, reloading");
-        let shared = SharedCore { core: Arc::clone(&core), working_dir: working_dir.clone() };
-        match ConfigReloader::reload(&shared, models, None).await {
-            Ok(()) => applied = Some(text),
-            Err(error) => warn!(path = %path.display(), error = %error, "the changed model config file did not apply"),
-        }
+        // NOTE: the file is in force once `begin` returns; the wait for its new models runs
+        // on its own, so a model that never settles does not stop later edits from applying.
+        let pending = match core.begin(models.clone()).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                warn!(path = %path.display(), error = %error, "the changed model config file did not apply");
+                continue;
+            }
+        };
+        applied = Some(text);
+        let (waiter, file) = (Arc::clone(&core), path.clone());
+        tokio::spawn(async move {
+            let outcome = match waiter.finish(pending, None).await {
+                Ok(settlement) => waiter.outcome(&models, &settlement),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = outcome {
+                warn!(path = %file.display(), error = %error, "the changed model config file applied, with problems");
+            }
+        });
     }
 }

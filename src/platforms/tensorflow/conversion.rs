@@ -36,6 +36,9 @@ pub struct ConversionOptions {
     pub python: String,
     /// `--conversion_timeout_seconds`: a converter still running then is stopped.
     pub timeout: Option<Duration>,
+    /// `--max_concurrent_conversions`: converters running at once in this process (each can
+    /// take gigabytes: TensorFlow plus the graph, about 9 GB for Keras ResNet50).
+    pub max_concurrent: usize,
 }
 
 impl Default for ConversionOptions {
@@ -48,6 +51,7 @@ impl Default for ConversionOptions {
             cache_dir: cache.join("onnx-serving").join("conversions"),
             python: "python3".into(),
             timeout: Some(Duration::from_secs(DEFAULT_CONVERSION_TIMEOUT_SECONDS)),
+            max_concurrent: 1,
         }
     }
 }
@@ -213,6 +217,39 @@ fn remembered_failure(note: &Path) -> Option<String> {
     (identity == converter_identity()).then(|| reason.to_string())
 }
 
+/// Converters running in this process.
+static RUNNING_CONVERSIONS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A place among the converters allowed to run at once, held while one runs (on a load's
+/// blocking thread; the wait is for memory, not for the async runtime).
+struct ConversionSlot;
+
+impl ConversionSlot {
+    fn take(limit: usize) -> Self {
+        let (running, freed) = &RUNNING_CONVERSIONS;
+        if let Ok(mut count) = running.lock() {
+            while *count >= limit.max(1) {
+                count = match freed.wait(count) {
+                    Ok(count) => count,
+                    Err(_) => return ConversionSlot,
+                };
+            }
+            *count += 1;
+        }
+        ConversionSlot
+    }
+}
+
+impl Drop for ConversionSlot {
+    fn drop(&mut self) {
+        let (running, freed) = &RUNNING_CONVERSIONS;
+        if let Ok(mut count) = running.lock() {
+            *count = count.saturating_sub(1);
+        }
+        freed.notify_one();
+    }
+}
+
 /// One conversion in progress: the loads that want the same content wait for its result.
 #[derive(Default)]
 struct InFlight {
@@ -320,6 +357,7 @@ fn convert_into_cache(
     // NOTE: unique per attempt, so another process converting the same content never
     // writes into or deletes this one's staging directory.
     let staging = options.cache_dir.join(format!("{digest}.partial-{}-{}", std::process::id(), next_attempt()));
+    let _slot = ConversionSlot::take(options.max_concurrent);
     info!(model = log_context, python = %options.python, "converting the SavedModel to ONNX (tf2onnx)");
     let started = Instant::now();
     if let Err(reason) = run_converter(&options.python, version_dir, &staging, false, options.timeout) {
