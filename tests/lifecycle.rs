@@ -191,6 +191,9 @@ fn startup_errors_are_clear_and_exit_255() {
 #[tokio::test]
 async fn a_model_without_versions_starts_and_loads_once_one_appears() {
     let base = tempfile::tempdir().expect("tempdir");
+    // An empty version directory (files on their way) is no version yet; it does not hold
+    // the start up.
+    std::fs::create_dir_all(base.path().join("1")).expect("mkdir");
     let args = serve_args(base.path());
     let server = ServerProcess::start_logged(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     let expected = format!("No versions of servable mnist found under base path {}", base.path().display());

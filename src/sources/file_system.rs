@@ -162,10 +162,13 @@ impl FileSystemSource {
             let unchanged = previous.get(&version) == Some(&fingerprint) && !fingerprint.is_empty();
             if unchanged {
                 stable.insert(version);
-            } else if !stable.contains(&version) {
+            } else if !stable.contains(&version) && !fingerprint.is_empty() {
                 settling = true;
                 debug!(model = %model.name, version, "version directory is still changing");
             }
+            // NOTE: an empty version directory is never aspired (its files may be on their
+            // way), but it does not hold back the model's answer either: a model whose only
+            // versions are empty directories has no version yet, and says so.
             current.insert(version, fingerprint);
         }
         stable.retain(|v| wanted_versions.contains(v) && found.contains_key(v));
@@ -376,6 +379,22 @@ mod tests {
         source.scan_once();
         let calls = sink.calls.lock().expect("lock").clone();
         assert_eq!(calls.last().expect("call").1, vec![1]);
+    }
+
+    #[test]
+    fn empty_version_directories_are_not_aspired_and_do_not_hold_the_answer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("1")).expect("mkdir");
+        let sink = Arc::new(RecordingSink::default());
+        let model = WatchedModel { name: "m".into(), base_path: dir.path().into(), policy: VersionPolicy::Latest(1) };
+        let mut source = FileSystemSource::new(vec![model], None, sink.clone());
+        assert!(!source.scan_once(), "an empty directory is not a version settling");
+        assert_eq!(sink.calls.lock().expect("lock").clone(), vec![("m".to_string(), vec![])], "no version yet");
+        // Its files arrive: aspired once they stop changing.
+        write_version(dir.path(), "1");
+        assert!(source.scan_once());
+        assert!(!source.scan_once());
+        assert_eq!(sink.calls.lock().expect("lock").last().expect("call").1, vec![1]);
     }
 
     #[test]
