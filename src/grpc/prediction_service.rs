@@ -209,7 +209,24 @@ impl PredictionServiceImpl {
     }
 }
 
+/// The values decoding `proto` converts: those its typed fields carry, or, when it carries
+/// fewer than its shape holds, the shape's count (TF's fill rule repeats the last value), so a
+/// few bytes that expand to many values are decoded off the async runtime too.
 fn typed_len(proto: &TensorProto) -> usize {
+    if !proto.tensor_content.is_empty() {
+        return 0;
+    }
+    let shape_count = proto.tensor_shape.as_ref().map_or(1, |shape| {
+        shape
+            .dim
+            .iter()
+            .try_fold(1usize, |acc, d| acc.checked_mul(usize::try_from(d.size).unwrap_or(0)))
+            .unwrap_or(usize::MAX)
+    });
+    carried_len(proto).max(shape_count)
+}
+
+fn carried_len(proto: &TensorProto) -> usize {
     proto.float_val.len()
         + proto.double_val.len()
         + proto.int_val.len()
@@ -237,7 +254,7 @@ async fn decode_inputs(
         }
         Ok(decoded)
     };
-    let inline = inputs.values().map(typed_len).sum::<usize>() <= INLINE_DECODE_VALUES;
+    let inline = inputs.values().map(typed_len).fold(0usize, usize::saturating_add) <= INLINE_DECODE_VALUES;
     inline_or_blocking(inline, "request decoding", move || decode_all(inputs)).await
 }
 

@@ -43,6 +43,9 @@ pub(super) struct ServerCore {
 pub(super) struct AppliedConfig {
     pub(super) models: Vec<ModelConfig>,
     pub(super) generation: u64,
+    /// Models added by a config whose wait ended before they settled (the caller's deadline):
+    /// the next apply waits for them again, so a retried reload does not answer OK early.
+    pub(super) pending: BTreeSet<String>,
 }
 
 /// TF Serving's warning for a base path without a version directory.
@@ -91,7 +94,15 @@ impl ServerCore {
         // NOTE: labels are checked once the new versions had their chance to load, and each
         // model's whole label map is replaced in one step, so a canary flip is atomic. A
         // newer config applied meanwhile owns the labels.
-        let current = self.current.lock().await;
+        let mut current = self.current.lock().await;
+        let still_loading: BTreeSet<&String> = settlement.unsettled.iter().map(|(name, _)| name).collect();
+        for name in &added {
+            if still_loading.contains(name) {
+                current.pending.insert(name.clone());
+            } else {
+                current.pending.remove(name);
+            }
+        }
         if current.generation != generation {
             return Ok(settlement);
         }
@@ -125,8 +136,12 @@ impl ServerCore {
         let watched = watched(&models);
         check_base_paths(&watched).map_err(ServingError::not_found)?;
         let served: BTreeSet<&str> = current.models.iter().map(|m| m.name.as_str()).collect();
-        let added: Vec<String> =
-            models.iter().filter(|m| !served.contains(m.name.as_str())).map(|m| m.name.clone()).collect();
+        let added: Vec<String> = models
+            .iter()
+            .filter(|m| !served.contains(m.name.as_str()) || current.pending.contains(&m.name))
+            .map(|m| m.name.clone())
+            .collect();
+        current.pending = added.iter().cloned().collect::<BTreeSet<_>>();
         for (model, adapter) in models.iter().zip(adapters) {
             self.manager.register_model(&model.name, adapter);
         }
