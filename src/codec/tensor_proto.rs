@@ -45,16 +45,6 @@ pub fn decode_tensor_within(alias: &str, proto: TensorProto, budget: usize) -> S
         .map_err(|detail| ServingError::invalid_argument(format!("tensor parsing error: {alias} ({detail})")))
 }
 
-/// The bytes a decoded tensor holds (a string costs its bytes and a handle).
-pub fn decoded_bytes(tensor: &Tensor) -> usize {
-    match &tensor.data {
-        TensorData::Dense(bytes) => bytes.len(),
-        TensorData::Strings(strings) => {
-            strings.iter().fold(0usize, |acc, s| acc.saturating_add(s.len() + std::mem::size_of::<Bytes>()))
-        }
-    }
-}
-
 fn decode_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, String> {
     let Some(shape) = shape else { return Ok(Vec::new()) };
     if shape.unknown_rank {
@@ -304,7 +294,7 @@ mod tests {
         };
         assert!(decode_tensor_within("s", strings, 1 << 20).is_err(), "a string handle per element counts");
         let fits = decode_tensor_within("x", float_proto(&[1000], vec![1.0]), 4000).expect("exactly the budget");
-        assert_eq!(decoded_bytes(&fits), 4000);
+        assert_eq!(fits.held_bytes(), 4000);
         let invalid = TensorProto { dtype: 0, ..Default::default() };
         assert!(decode_tensor("x", invalid).expect_err("invalid").message.contains("DT_INVALID"));
         let resource = TensorProto { dtype: 20, ..Default::default() };

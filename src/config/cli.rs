@@ -131,6 +131,12 @@ pub struct ServeArgs {
     #[arg(long = "max_decoded_request_bytes")]
     pub max_decoded_request_bytes: Option<u64>,
 
+    /// What all requests in flight together may hold once decoded, in bytes; a request that
+    /// would pass it is refused at once with RESOURCE_EXHAUSTED (REST 429 with Retry-After).
+    /// Default: a quarter of the machine's memory.
+    #[arg(long = "max_inflight_request_bytes")]
+    pub max_inflight_request_bytes: Option<u64>,
+
     /// REST port; 0 disables REST. TF Serving defaults to 0, we default to 8501 as its
     /// Docker image does.
     #[arg(long = "rest_api_port", default_value_t = 8501)]

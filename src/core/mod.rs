@@ -2,6 +2,7 @@
 //!
 //! Nothing here knows about HTTP, gRPC, ONNX Runtime or file watching.
 
+pub mod budget;
 pub mod decorate;
 pub mod error;
 pub mod example;
@@ -24,6 +25,7 @@ pub mod tensor;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use budget::{BudgetPermit, MemoryBudget};
 pub use decorate::{Decorated, LoadDecorator};
 pub use error::{Code, ServingError, ServingResult};
 pub use extended::ExtendedServable;

@@ -190,6 +190,16 @@ impl Tensor {
         Tensor { dtype: T::DTYPE, shape, data: TensorData::Dense(Bytes::from_owner(TypedOwner(values))) }
     }
 
+    /// The bytes the tensor holds (a string costs its bytes and a handle).
+    pub fn held_bytes(&self) -> usize {
+        match &self.data {
+            TensorData::Dense(bytes) => bytes.len(),
+            TensorData::Strings(strings) => {
+                strings.iter().fold(0usize, |acc, s| acc.saturating_add(s.len() + std::mem::size_of::<Bytes>()))
+            }
+        }
+    }
+
     /// Builds a bool tensor (one byte per element).
     pub fn from_bools(shape: Vec<usize>, values: Vec<bool>) -> Self {
         let bytes: Vec<u8> = values.into_iter().map(u8::from).collect();

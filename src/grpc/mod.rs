@@ -51,6 +51,8 @@ pub struct GrpcState {
     pub credentials: Option<Arc<Credentials>>,
     /// `--max_decoded_request_bytes`: what the tensors of one request may decode to.
     pub max_decoded_request_bytes: usize,
+    /// `--max_inflight_request_bytes`, shared with REST.
+    pub budget: crate::core::MemoryBudget,
 }
 
 /// TLS for gRPC, from TF Serving's `SSLConfig`.

@@ -20,7 +20,7 @@ pub const MAP_CLASSES_SUFFIX: &str = "_classes";
 /// Our GetModelMetadata field listing the version's execution providers.
 pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
 const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
-use crate::codec::tensor_proto::{decode_tensor_within, decoded_bytes, encode_tensor};
+use crate::codec::tensor_proto::{decode_tensor_within, encode_tensor};
 use crate::core::example::ExampleMethod::{self, Classify, Regress};
 use crate::core::example::ExampleResults;
 use crate::core::{ServingError, ServingResult, Tensor};
@@ -57,6 +57,8 @@ impl PredictionServiceImpl {
         let handle = self.state.manager.handle(&spec.name, &spec.version)?;
         tracing::Span::current().record("version", handle.id.version);
         let inputs = decode_inputs(request.inputs, self.state.max_decoded_request_bytes).await?;
+        // NOTE: held until the answer is built: the decoded inputs, and the outputs after them.
+        let _permit = self.state.budget.try_take(inputs.values().map(Tensor::held_bytes).sum())?;
         let outcome =
             predict(handle.servable.as_ref(), &spec.signature_name, inputs, &request.output_filter, deadline).await?;
         let as_content = self.state.serialize_as_tensor_content;
@@ -249,7 +251,7 @@ async fn decode_inputs(
         let mut decoded = BTreeMap::new();
         for (alias, proto) in inputs {
             let tensor = decode_tensor_within(&alias, proto, left)?;
-            left = left.saturating_sub(decoded_bytes(&tensor));
+            left = left.saturating_sub(tensor.held_bytes());
             decoded.insert(alias, tensor);
         }
         Ok(decoded)

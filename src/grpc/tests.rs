@@ -33,6 +33,7 @@ async fn state() -> GrpcState {
         serialize_as_tensor_content: false,
         credentials: None,
         max_decoded_request_bytes: 1 << 20,
+        budget: crate::core::MemoryBudget::new(1 << 20),
     }
 }
 

@@ -19,7 +19,7 @@ use super::AppState;
 use crate::codec::json::classify::{parse_example_request, write_example_response};
 use crate::codec::json::{parse_predict_body, write_predict_response, PredictBody};
 use crate::core::example::ExampleMethod;
-use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest};
+use crate::core::{ServableHandle, ServingError, ServingResult, Tensor, VersionRequest};
 use crate::inference::images::image_input_alias;
 use crate::inference::{inline_or_blocking, predict, run_example_method};
 use crate::observability::account;
@@ -191,6 +191,7 @@ async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) ->
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
     let body_handle = handle.clone();
     let inline = body.len() <= INLINE_CODEC_LIMIT;
+    let body_len = body.len();
     // NOTE: the body is parsed once; base64 images for the image input take the upload path.
     let parsed = inline_or_blocking(inline, "request decoding", move || {
         let servable = body_handle.servable.as_ref();
@@ -204,6 +205,9 @@ async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) ->
             return predict_upload(state, &handle, upload).await;
         }
     };
+    // NOTE: held until the answer is encoded: the body and its decoded inputs.
+    let decoded: usize = request.inputs.values().map(Tensor::held_bytes).fold(body_len, usize::saturating_add);
+    let permit = state.budget.try_take(decoded)?;
     let outcome = predict(handle.servable.as_ref(), &request.signature_name, request.inputs, &[], deadline).await?;
     drop(handle);
     let format = request.format;
@@ -212,6 +216,7 @@ async fn predict_route(state: &AppState, handle: ServableHandle, body: Bytes) ->
         write_predict_response(format, &outcome.outputs, &outcome.map_keys)
     })
     .await?;
+    drop(permit);
     Ok(json_response(StatusCode::OK, body))
 }
 

@@ -14,6 +14,7 @@ use crate::core::testing::serve_half_plus_two;
 
 async fn app() -> axum::Router {
     let state = AppState {
+        budget: crate::core::MemoryBudget::new(1 << 20),
         manager: serve_half_plus_two("half_plus_two").await,
         rest_api_timeout: None,
         ready: Arc::new(AtomicBool::new(true)),
@@ -220,4 +221,36 @@ async fn simple_json_inputs_are_columnar() {
         (status, error(&body).as_str()),
         (StatusCode::NOT_FOUND, "Servable not found for request: Latest(nope)")
     );
+}
+
+#[tokio::test]
+async fn a_spent_memory_budget_refuses_at_once_with_429_and_retry_after() {
+    let budget = crate::core::MemoryBudget::new(4096);
+    let state = AppState {
+        budget: budget.clone(),
+        manager: serve_half_plus_two("half_plus_two").await,
+        rest_api_timeout: None,
+        ready: Arc::new(AtomicBool::new(true)),
+        credentials: None,
+        cors: false,
+        max_request_body_bytes: MAX_REQUEST_BODY_BYTES,
+    };
+    let app = router(state, None);
+    let send = |body: String| {
+        let request = Request::builder().method(Method::POST).uri(PREDICT).body(Body::from(body)).expect("request");
+        app.clone().oneshot(request)
+    };
+    // Other requests in flight hold most of the budget.
+    let held = budget.try_take(4090).expect("held");
+    let response = send(r#"{"instances": [1.0, 2.0, 5.0]}"#.to_string()).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    let message = error(std::str::from_utf8(&bytes).expect("UTF-8"));
+    assert!(message.contains("--max_inflight_request_bytes"), "{message}");
+    // Once they are answered, the same request runs, and gives its bytes back.
+    drop(held);
+    let response = send(r#"{"instances": [1.0, 2.0, 5.0]}"#.to_string()).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(budget.used(), 0);
 }

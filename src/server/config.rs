@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub serialize_as_tensor_content: bool,
     /// What the tensors of one gRPC request may decode to.
     pub max_decoded_request_bytes: usize,
+    /// What all requests in flight together may hold, decoded.
+    pub max_inflight_request_bytes: usize,
     pub models: Vec<ModelConfig>,
     /// `None` never polls; file events still trigger scans.
     pub file_system_poll_wait: Option<Duration>,
@@ -108,6 +110,7 @@ impl ServerConfig {
             grpc: GrpcOptions::default(),
             serialize_as_tensor_content: false,
             max_decoded_request_bytes: default_decoded_request_bytes(),
+            max_inflight_request_bytes: default_inflight_request_bytes(),
             models,
             file_system_poll_wait: Some(Duration::from_secs(1)),
             rest_api_timeout: Some(Duration::from_secs(30)),
@@ -258,6 +261,9 @@ impl ServerConfig {
             max_decoded_request_bytes: args
                 .max_decoded_request_bytes
                 .map_or_else(default_decoded_request_bytes, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_inflight_request_bytes: args
+                .max_inflight_request_bytes
+                .map_or_else(default_inflight_request_bytes, |n| usize::try_from(n).unwrap_or(usize::MAX)),
             models,
             file_system_poll_wait: u64::try_from(args.file_system_poll_wait_seconds)
                 .ok()
@@ -324,17 +330,24 @@ impl ServerConfig {
     }
 }
 
+/// The machine's memory, when it can be read.
+fn machine_memory_bytes() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = text.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().trim_end_matches("kB").trim();
+    kib.parse::<usize>().ok().map(|kib| kib.saturating_mul(1024))
+}
+
 /// A sixteenth of the machine's memory, at most 1 GiB (and 1 GiB where the memory cannot
 /// be read): a few requests at that size stay well inside memory.
 fn default_decoded_request_bytes() -> usize {
     const CAP: usize = 1 << 30;
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
-            .map(|kib| kib.saturating_mul(1024))
-    });
-    total.map_or(CAP, |bytes| (bytes / 16).min(CAP))
+    machine_memory_bytes().map_or(CAP, |bytes| (bytes / 16).min(CAP))
+}
+
+/// A quarter of the machine's memory (4 GiB where it cannot be read): the rest is left to the
+/// models, their sessions and ONNX Runtime's arenas.
+fn default_inflight_request_bytes() -> usize {
+    machine_memory_bytes().map_or(4 << 30, |bytes| bytes / 4)
 }
 
 fn credentials_from_args(args: &ServeArgs) -> Result<Option<Credentials>, ConfigError> {

@@ -183,6 +183,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         tasks.spawn(poll_model_config_file(Arc::clone(&core), path, wait, shutdown.clone()));
     }
     let credentials = config.credentials.clone().map(Arc::new);
+    let budget = crate::core::MemoryBudget::new(config.max_inflight_request_bytes);
     let grpc_state = GrpcState {
         manager: manager.clone(),
         reloader: Arc::new(SharedCore {
@@ -192,6 +193,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         serialize_as_tensor_content: config.serialize_as_tensor_content,
         credentials: credentials.clone(),
         max_decoded_request_bytes: config.max_decoded_request_bytes,
+        budget: budget.clone(),
     };
     let health = if config.grpc.enable_health_service {
         let reporter = tonic_health::server::HealthReporter::new();
@@ -270,6 +272,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 credentials: credentials.clone(),
                 cors: config.cors,
                 max_request_body_bytes: config.max_request_body_bytes,
+                budget: budget.clone(),
             },
             prometheus.clone(),
         );
