@@ -50,6 +50,7 @@ fn decode_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, String> 
     if shape.unknown_rank {
         return Err("a request tensor must have a known shape, got unknown_rank".into());
     }
+    crate::core::tensor::check_rank(shape.dim.len()).map_err(|e| e.message)?;
     shape.dim.iter().map(|d| usize::try_from(d.size).map_err(|_| format!("dimension {} is negative", d.size))).collect()
 }
 

@@ -175,6 +175,19 @@ impl<T: Element> AsRef<[u8]> for TypedOwner<T> {
     }
 }
 
+/// The most dimensions a tensor may have: TF's `TensorShape` limit.
+pub const MAX_DIMS: usize = 254;
+
+/// Refuses a shape with more dimensions than TF allows, as TF does.
+pub fn check_rank(rank: usize) -> ServingResult<()> {
+    if rank > MAX_DIMS {
+        return Err(ServingError::invalid_argument(format!(
+            "Too many dimensions in tensor: {rank} (at most {MAX_DIMS})"
+        )));
+    }
+    Ok(())
+}
+
 /// Returns the number of elements of `shape`, or an error naming the overflow.
 pub fn checked_num_elements(shape: &[usize]) -> ServingResult<usize> {
     shape

@@ -187,7 +187,7 @@ fn add_instance_item(
 ) -> ServingResult<()> {
     scratch.shape.clear();
     let size = if tape.tag(item) == Tag::Array {
-        dense_shape(tape, item, &mut scratch.shape);
+        dense_shape(tape, item, &mut scratch.shape)?;
         let before = input.values.len();
         fill(tape, item, &scratch.shape, &mut input.values, &mut scratch.stack)?;
         input.values.len() - before
@@ -256,7 +256,7 @@ pub(crate) fn decode_inputs(
 /// Decodes one value into a tensor of its natural nested shape.
 fn decode_whole(tape: &Tape<'_>, item: usize, dtype: DType, scratch: &mut Scratch) -> ServingResult<Tensor> {
     let mut shape = Vec::new();
-    dense_shape(tape, item, &mut shape);
+    dense_shape(tape, item, &mut shape)?;
     let mut values = Values::new(dtype);
     let expected = shape.iter().fold(1usize, |acc, &d| acc.saturating_mul(d));
     values.reserve(expected.min(tape.nodes.len()));
@@ -264,16 +264,19 @@ fn decode_whole(tape: &Tape<'_>, item: usize, dtype: DType, scratch: &mut Scratc
     Ok(values.into_tensor(shape))
 }
 
-/// TF's `GetDenseTensorShape`: each dimension is the length of the first list at that level.
-fn dense_shape(tape: &Tape<'_>, mut idx: usize, shape: &mut Vec<usize>) {
+/// TF's `GetDenseTensorShape`: each dimension is the length of the first list at that level,
+/// up to TF's limit on dimensions (a deeply nested value is refused, not made a tensor).
+fn dense_shape(tape: &Tape<'_>, mut idx: usize, shape: &mut Vec<usize>) -> ServingResult<()> {
     while tape.tag(idx) == Tag::Array {
         let len = tape.node(idx).len as usize;
         shape.push(len);
+        crate::core::tensor::check_rank(shape.len())?;
         if len == 0 {
             break;
         }
         idx += 1;
     }
+    Ok(())
 }
 
 /// TF's `FillTensorProto`, walked iteratively: every list must sit above the leaves with the

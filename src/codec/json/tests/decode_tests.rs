@@ -438,13 +438,14 @@ fn deep_nesting_in_an_ignored_key() {
     body.extend_from_slice(b", \"instances\": [1.5]}");
     let request = parse_ok(&body, &float_sig());
     assert_eq!(typed::<f32>(&request, "x"), (vec![1], vec![1.5]));
-    // Deep nesting in the value itself is decoded without recursion too.
+    // Deep nesting in the value itself is read without recursion too, and refused past TF's
+    // limit on dimensions instead of becoming a tensor of rank 500,000 (issue 16).
     let mut body = b"{\"inputs\": ".to_vec();
     body.extend(std::iter::repeat_n(b'[', depth));
     body.extend(std::iter::repeat_n(b']', depth));
     body.push(b'}');
-    let request = parse_ok(&body, &float_sig());
-    assert_eq!(tensor(&request, "x").shape.len(), depth);
+    let error = parse_err(&body, &float_sig());
+    assert_eq!(error.message, "Too many dimensions in tensor: 255 (at most 254)");
     // And a deep non-object document still gets its (truncated) debug text.
     let deep = vec![b'['; depth].into_iter().chain(vec![b']'; depth]).collect::<Vec<u8>>();
     let message = parse_err(&deep, &float_sig()).message;
@@ -461,4 +462,23 @@ fn trailing_bytes_are_ignored() {
 fn first_member_wins_for_repeated_top_level_keys() {
     let request = parse_ok(br#"{"inputs": [1], "inputs": [2, 3]}"#, &float_sig());
     assert_eq!(typed::<f32>(&request, "x").1, vec![1.0]);
+}
+
+#[test]
+fn values_nested_past_tfs_dimension_limit_are_refused() {
+    let signatures = float_sig();
+    // 254 levels are a tensor of rank 254; 255 are refused, as are a million.
+    for (depth, ok) in [(254usize, true), (255, false), (1_000_000, false)] {
+        let body = format!("{{\"inputs\": {}1.0{}}}", "[".repeat(depth), "]".repeat(depth));
+        if ok {
+            assert_eq!(parse_ok(body.as_bytes(), &signatures).inputs["x"].shape.len(), depth);
+        } else {
+            let error = parse_err(body.as_bytes(), &signatures);
+            assert!(error.message.starts_with("Too many dimensions in tensor"), "{}", error.message);
+        }
+    }
+    // The row format counts the batch dimension too.
+    let body = format!("{{\"instances\": [{}1.0{}]}}", "[".repeat(300), "]".repeat(300));
+    let message = parse_err(body.as_bytes(), &signatures).message;
+    assert!(message.contains("Too many dimensions in tensor"), "{message}");
 }
