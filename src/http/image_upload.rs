@@ -86,6 +86,9 @@ pub async fn predict_upload(state: &AppState, handle: &ServableHandle, upload: U
     tracing::Span::current().record("version", handle.id.version);
     let signature_name = upload.signature_name.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SIGNATURE.into());
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
+    // NOTE: counts the encoded images; their decoded pixels are bounded per image by the
+    // image limits, not yet by this budget.
+    let _permit = state.budget.try_take(upload.images.iter().map(|image| image.len()).sum())?;
     let prediction = predict_images(handle.servable.as_ref(), &signature_name, upload.images, deadline).await?;
     let body =
         write_image_response(&prediction.outcome.outputs, &prediction.outcome.map_keys, prediction.labels.as_deref())?;

@@ -178,7 +178,10 @@ async fn example_route(
     let started = Instant::now();
     let handle = state.manager.handle(&target.name, &target.version)?;
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
-    let request = parse_example_request(&body)?;
+    // NOTE: a large body is parsed off the async runtime, as predict bodies are.
+    let inline = body.len() <= INLINE_CODEC_LIMIT;
+    let _permit = state.budget.try_take(body.len())?;
+    let request = inline_or_blocking(inline, "request decoding", move || parse_example_request(&body)).await?;
     let method = if classify { ExampleMethod::Classify } else { ExampleMethod::Regress };
     let (_, results) =
         run_example_method(handle.servable.as_ref(), method, &request.signature_name, &request.input, deadline).await?;
