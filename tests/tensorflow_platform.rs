@@ -108,6 +108,25 @@ fn spec(name: &str, signature: &str) -> Option<ModelSpec> {
     Some(ModelSpec { name: name.into(), signature_name: signature.into(), ..Default::default() })
 }
 
+/// A Predict on model `default` with the float input `x`, optionally filtering on `y`.
+fn predict_x(signature: &str, dims: &[i64], values: Vec<f32>, filter: bool) -> PredictRequest {
+    let x = TensorProto {
+        dtype: 1,
+        tensor_shape: Some(TensorShapeProto {
+            dim: dims.iter().map(|&size| tensor_shape_proto::Dim { size, name: String::new() }).collect(),
+            unknown_rank: false,
+        }),
+        float_val: values,
+        ..Default::default()
+    };
+    PredictRequest {
+        model_spec: spec("default", signature),
+        inputs: [("x".to_string(), x)].into_iter().collect(),
+        output_filter: if filter { vec!["y".to_string()] } else { Vec::new() },
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn committed_conversions_serve_half_plus_two_without_tensorflow() {
     // No converter: the conversion beside the SavedModel (onnx/) is all there is.
@@ -116,47 +135,11 @@ async fn committed_conversions_serve_half_plus_two_without_tensorflow() {
 
     let address = server.grpc_address.expect("gRPC");
     let mut client = PredictionServiceClient::connect(format!("http://{address}")).await.expect("connect");
-    let x = TensorProto {
-        dtype: 1,
-        tensor_shape: Some(TensorShapeProto {
-            dim: vec![
-                tensor_shape_proto::Dim { size: 2, name: String::new() },
-                tensor_shape_proto::Dim { size: 1, name: String::new() },
-            ],
-            unknown_rank: false,
-        }),
-        float_val: vec![2.0, 4.0],
-        ..Default::default()
-    };
-    let response = client
-        .predict(PredictRequest {
-            model_spec: spec("default", ""),
-            inputs: [("x".to_string(), x)].into_iter().collect(),
-            ..Default::default()
-        })
-        .await
-        .expect("predict")
-        .into_inner();
+    let response = client.predict(predict_x("", &[2, 1], vec![2.0, 4.0], false)).await.expect("predict").into_inner();
     assert_eq!(response.outputs["y"].float_val, vec![3.0, 4.0]);
     // TF Serving's gRPC test: x of shape [1] answers y [3.0] of shape [1].
-    let x = TensorProto {
-        dtype: 1,
-        tensor_shape: Some(TensorShapeProto {
-            dim: vec![tensor_shape_proto::Dim { size: 1, name: String::new() }],
-            unknown_rank: false,
-        }),
-        float_val: vec![2.0],
-        ..Default::default()
-    };
-    let response = client
-        .predict(PredictRequest {
-            model_spec: spec("default", ""),
-            inputs: [("x".to_string(), x)].into_iter().collect(),
-            ..Default::default()
-        })
-        .await
-        .expect("predict on x of rank 1")
-        .into_inner();
+    let response =
+        client.predict(predict_x("", &[1], vec![2.0], false)).await.expect("predict on x of rank 1").into_inner();
     let y = &response.outputs["y"];
     assert_eq!(y.float_val, vec![3.0]);
     assert_eq!(y.tensor_shape.as_ref().map(|s| s.dim.iter().map(|d| d.size).collect::<Vec<_>>()), Some(vec![1]));
@@ -527,25 +510,7 @@ async fn tf_saved_model_save_exports_serve_every_signature() {
     let flags = [format!("--conversion_python={python}"), format!("--conversion_cache_dir={}", cache.path().display())];
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     // TF Serving's VerifyPredictRequest: x = [2.0] of shape [1], optionally filtering on y.
-    let request = |signature: &str, filter: bool| PredictRequest {
-        model_spec: spec("default", signature),
-        inputs: [(
-            "x".to_string(),
-            TensorProto {
-                dtype: 1,
-                tensor_shape: Some(TensorShapeProto {
-                    dim: vec![tensor_shape_proto::Dim { size: 1, name: String::new() }],
-                    unknown_rank: false,
-                }),
-                float_val: vec![2.0],
-                ..Default::default()
-            },
-        )]
-        .into_iter()
-        .collect(),
-        output_filter: if filter { vec!["y".to_string()] } else { Vec::new() },
-        ..Default::default()
-    };
+    let request = |signature: &str, filter: bool| predict_x(signature, &[1], vec![2.0], filter);
     for (model, cases) in
         [("save", vec![("", false, 12.0)]), ("multiple", vec![("custom_signature_key", true, 2.0), ("", true, 1.0)])]
     {

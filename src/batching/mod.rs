@@ -383,10 +383,12 @@ mod tests {
     use crate::core::testing::HalfPlusTwo;
     use crate::core::CancelSignal;
 
-    fn one_row() -> RunRequest {
+    /// A request for `y` with the float input `x` of `shape`, every value 2.0.
+    pub(super) fn request(shape: Vec<usize>) -> RunRequest {
+        let count = shape.iter().product();
         RunRequest {
             signature: crate::core::DEFAULT_SIGNATURE.into(),
-            inputs: vec![("x".into(), crate::core::Tensor::from_vec(vec![1, 1], vec![1.0f32]))],
+            inputs: vec![("x".into(), crate::core::Tensor::from_vec(shape, vec![2.0f32; count]))],
             output_names: vec!["y".into()],
             deadline: None,
             cancel: CancelSignal::default(),
@@ -408,7 +410,7 @@ mod tests {
             };
             for round in 0..2000 {
                 let servable = BatchingServable::wrap(&id, Arc::new(HalfPlusTwo), params.clone()).expect("wraps");
-                let replies: Vec<_> = (0..round % 5).map(|_| servable.submit(one_row())).collect();
+                let replies: Vec<_> = (0..round % 5).map(|_| servable.submit(request(vec![1, 1]))).collect();
                 drop(servable);
                 for reply in replies {
                     // Answered (run, or refused as unloading), never dropped unanswered.
@@ -474,20 +476,10 @@ mod hint_tests {
 mod padding_tests {
     use std::time::Duration;
 
+    use super::tests::request;
     use super::*;
     use crate::core::testing::HalfPlusTwo;
-    use crate::core::{CancelSignal, Tensor};
-
-    fn request(shape: Vec<usize>) -> RunRequest {
-        let count = shape.iter().product();
-        RunRequest {
-            signature: crate::core::DEFAULT_SIGNATURE.into(),
-            inputs: vec![("x".into(), Tensor::from_vec(shape, vec![2.0f32; count]))],
-            output_names: vec!["y".into()],
-            deadline: None,
-            cancel: CancelSignal::default(),
-        }
-    }
+    use crate::core::Tensor;
 
     #[test]
     fn a_batch_that_would_pad_to_terabytes_runs_its_requests_alone() {

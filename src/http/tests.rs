@@ -12,9 +12,10 @@ use tower::ServiceExt;
 use super::{router, AppState, MAX_REQUEST_BODY_BYTES};
 use crate::core::testing::serve_half_plus_two;
 
-async fn app() -> axum::Router {
+/// The router over a fake half_plus_two, with `budget` for requests in flight.
+async fn app_with(budget: crate::core::MemoryBudget) -> axum::Router {
     let state = AppState {
-        budget: crate::core::MemoryBudget::new(1 << 20),
+        budget,
         manager: serve_half_plus_two("half_plus_two").await,
         rest_api_timeout: None,
         ready: Arc::new(AtomicBool::new(true)),
@@ -23,6 +24,10 @@ async fn app() -> axum::Router {
         max_request_body_bytes: MAX_REQUEST_BODY_BYTES,
     };
     router(state, None)
+}
+
+async fn app() -> axum::Router {
+    app_with(crate::core::MemoryBudget::new(1 << 20)).await
 }
 
 /// Sends one request and returns the status and the body as text.
@@ -226,16 +231,7 @@ async fn simple_json_inputs_are_columnar() {
 #[tokio::test]
 async fn a_spent_memory_budget_refuses_at_once_with_429_and_retry_after() {
     let budget = crate::core::MemoryBudget::new(4096);
-    let state = AppState {
-        budget: budget.clone(),
-        manager: serve_half_plus_two("half_plus_two").await,
-        rest_api_timeout: None,
-        ready: Arc::new(AtomicBool::new(true)),
-        credentials: None,
-        cors: false,
-        max_request_body_bytes: MAX_REQUEST_BODY_BYTES,
-    };
-    let app = router(state, None);
+    let app = app_with(budget.clone()).await;
     let send = |body: String| {
         let request = Request::builder().method(Method::POST).uri(PREDICT).body(Body::from(body)).expect("request");
         app.clone().oneshot(request)
