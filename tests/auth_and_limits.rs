@@ -159,4 +159,33 @@ async fn a_full_queue_refuses_at_once_with_503_and_retry_after() {
     statuses.sort_unstable();
     assert_eq!(statuses, vec![200, 503], "one waited, one was refused");
     assert_eq!(running.await.expect("task").status(), 200);
+
+    // While the queue is full, a request is refused before its body is read: headers that
+    // announce 100 MB and no body get their 503 at once.
+    let running = tokio::spawn(slow(1_500_000));
+    server.wait_for_log_line_count("running a model call", 3).await;
+    let (b, c) = (tokio::spawn(slow(1)), tokio::spawn(slow(1)));
+    let refused = tokio::select! {
+        b = b => b.expect("task"),
+        c = c => c.expect("task"),
+    };
+    assert_eq!(refused.status(), 503, "the queue holds one, the other is refused");
+    let address = url.trim_start_matches("http://").split('/').next().expect("host:port").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let head = format!(
+        "POST /v1/models/slow:predict HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100000000\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 512];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::io::AsyncReadExt::read(&mut stream, &mut answer).await
+    })
+    .await
+    .expect("no answer: the server waited for the body instead of refusing")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("The model's request queue is full"), "{answer}");
+    assert_eq!(running.await.expect("task").status(), 200);
 }

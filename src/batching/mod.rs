@@ -195,6 +195,16 @@ impl Servable for BatchingServable {
         reply_rx
     }
 
+    fn admission(&self) -> ServingResult<()> {
+        let room = self.shared.queue.lock().map(|queue| queue.has_room(1)).unwrap_or(true);
+        if !room {
+            metrics::counter!(metric_names::REJECTED, "model_name" => self.shared.model.clone(), "reason" => "queue_full")
+                .increment(1);
+            return Err(ServingError::unavailable(QUEUE_FULL_MESSAGE));
+        }
+        Ok(())
+    }
+
     fn execution_providers(&self) -> Vec<String> {
         self.inner.execution_providers()
     }

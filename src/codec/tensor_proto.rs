@@ -45,6 +45,22 @@ pub fn decode_tensor_within(alias: &str, proto: TensorProto, budget: usize) -> S
         .map_err(|detail| ServingError::invalid_argument(format!("tensor parsing error: {alias} ({detail})")))
 }
 
+/// Decodes a request's input tensors, all of them together within `budget` bytes once decoded
+/// (a gRPC Predict, a warmup record): the first input past what is left is refused by name.
+pub fn decode_inputs_within(
+    inputs: std::collections::BTreeMap<String, TensorProto>,
+    budget: usize,
+) -> ServingResult<std::collections::BTreeMap<String, Tensor>> {
+    let mut left = budget;
+    let mut decoded = std::collections::BTreeMap::new();
+    for (alias, proto) in inputs {
+        let tensor = decode_tensor_within(&alias, proto, left)?;
+        left = left.saturating_sub(tensor.held_bytes());
+        decoded.insert(alias, tensor);
+    }
+    Ok(decoded)
+}
+
 fn decode_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, String> {
     let Some(shape) = shape else { return Ok(Vec::new()) };
     if shape.unknown_rank {

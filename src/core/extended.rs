@@ -39,6 +39,10 @@ impl Servable for ExtendedServable {
         self.inner.run_blocking(request)
     }
 
+    fn admission(&self) -> ServingResult<()> {
+        self.inner.admission()
+    }
+
     fn execution_providers(&self) -> Vec<String> {
         self.inner.execution_providers()
     }

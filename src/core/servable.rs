@@ -189,6 +189,14 @@ pub trait Servable: Send + Sync + 'static {
             .map_err(|_| super::error::ServingError::unavailable("the model worker stopped before answering"))?
     }
 
+    /// Refuses at once, with the error `submit` would answer, when the queue in front of the
+    /// model is full now. Transports ask before reading a request's body, so a flood is
+    /// refused without the cost of reading and decoding it. Advisory (another request may
+    /// take the last place meanwhile): `submit` still checks.
+    fn admission(&self) -> ServingResult<()> {
+        Ok(())
+    }
+
     /// Returns the execution providers the model runs on, in priority order (e.g. `["CPU"]`).
     fn execution_providers(&self) -> Vec<String>;
 

@@ -20,7 +20,7 @@ pub const MAP_CLASSES_SUFFIX: &str = "_classes";
 /// Our GetModelMetadata field listing the version's execution providers.
 pub const EXECUTION_PROVIDERS_FIELD: &str = "execution_providers";
 const EXECUTION_PROVIDERS_TYPE_URL: &str = "type.googleapis.com/onnx_serving.ExecutionProviders";
-use crate::codec::tensor_proto::{decode_tensor_within, encode_tensor};
+use crate::codec::tensor_proto::{decode_inputs_within, encode_tensor};
 use crate::core::example::ExampleMethod::{self, Classify, Regress};
 use crate::core::example::ExampleResults;
 use crate::core::{ServingError, ServingResult, Tensor};
@@ -56,6 +56,8 @@ impl PredictionServiceImpl {
         let spec = resolve(request.model_spec.as_ref())?;
         let handle = self.state.manager.handle(&spec.name, &spec.version)?;
         tracing::Span::current().record("version", handle.id.version);
+        // NOTE: a full queue refuses before the tensors are decoded.
+        handle.servable.admission()?;
         let inputs = decode_inputs(request.inputs, self.state.max_decoded_request_bytes).await?;
         // NOTE: held until the answer is built: the decoded inputs, and the outputs after them.
         let _permit = self.state.budget.try_take(inputs.values().map(Tensor::held_bytes).sum())?;
@@ -150,6 +152,10 @@ impl PredictionServiceImpl {
     ) -> ServingResult<(ModelSpec, ExampleResults)> {
         let spec = resolve(spec)?;
         let handle = self.state.manager.handle(&spec.name, &spec.version)?;
+        handle.servable.admission()?;
+        // NOTE: the Examples are held, and copied once into the model's inputs, until the
+        // answer is built: counted in the in-flight budget at their encoded size.
+        let _permit = self.state.budget.try_take(input.map_or(0, |input| input.encoded_len()))?;
         let input = input_from_proto(input)?;
         let (signature, results) =
             run_example_method(handle.servable.as_ref(), method, &spec.signature_name, &input, deadline).await?;
@@ -246,18 +252,8 @@ async fn decode_inputs(
     inputs: BTreeMap<String, TensorProto>,
     budget: usize,
 ) -> ServingResult<BTreeMap<String, Tensor>> {
-    let decode_all = move |inputs: BTreeMap<String, TensorProto>| {
-        let mut left = budget;
-        let mut decoded = BTreeMap::new();
-        for (alias, proto) in inputs {
-            let tensor = decode_tensor_within(&alias, proto, left)?;
-            left = left.saturating_sub(tensor.held_bytes());
-            decoded.insert(alias, tensor);
-        }
-        Ok(decoded)
-    };
     let inline = inputs.values().map(typed_len).fold(0usize, usize::saturating_add) <= INLINE_DECODE_VALUES;
-    inline_or_blocking(inline, "request decoding", move || decode_all(inputs)).await
+    inline_or_blocking(inline, "request decoding", move || decode_inputs_within(inputs, budget)).await
 }
 
 fn model_name(spec: Option<&crate::proto::tensorflow::serving::ModelSpec>) -> String {

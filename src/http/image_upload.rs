@@ -11,6 +11,7 @@ use axum::response::Response;
 
 use super::error::{json_response, RestError};
 use super::AppState;
+use crate::codec::image::ImageLimits;
 use crate::codec::json::simple::{parse_simple_request, SimpleInputs};
 use crate::codec::json::{write_image_response, write_predict_response, JsonFormat};
 use crate::core::{ServableHandle, ServingError, ServingResult, VersionRequest, DEFAULT_SIGNATURE};
@@ -86,10 +87,11 @@ pub async fn predict_upload(state: &AppState, handle: &ServableHandle, upload: U
     tracing::Span::current().record("version", handle.id.version);
     let signature_name = upload.signature_name.filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SIGNATURE.into());
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
-    // NOTE: counts the encoded images; their decoded pixels are bounded per image by the
-    // image limits, not yet by this budget.
+    // NOTE: counts the encoded images; `predict_images` counts their decoded pixels too.
     let _permit = state.budget.try_take(upload.images.iter().map(|image| image.len()).sum())?;
-    let prediction = predict_images(handle.servable.as_ref(), &signature_name, upload.images, deadline).await?;
+    let limits = ImageLimits { max_tensor_bytes: state.max_decoded_request_bytes, ..ImageLimits::default() };
+    let servable = handle.servable.as_ref();
+    let prediction = predict_images(servable, &signature_name, upload.images, limits, &state.budget, deadline).await?;
     let body =
         write_image_response(&prediction.outcome.outputs, &prediction.outcome.map_keys, prediction.labels.as_deref())?;
     Ok(json_response(StatusCode::OK, body))

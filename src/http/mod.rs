@@ -39,6 +39,8 @@ pub struct AppState {
     pub cors: bool,
     /// Largest body after gzip decoding.
     pub max_request_body_bytes: usize,
+    /// `--max_decoded_request_bytes`: what the tensors of one request may decode to (images).
+    pub max_decoded_request_bytes: usize,
     /// `--max_inflight_request_bytes`, shared with gRPC.
     pub budget: crate::core::MemoryBudget,
 }

@@ -5,9 +5,8 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use regex::Regex;
 use tracing::Instrument;
@@ -80,38 +79,51 @@ fn malformed(method: &Method, path: &str) -> RestError {
 }
 
 /// Handles every request under `/v1/`, and answers 404 elsewhere.
-pub async fn dispatch(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let path = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").to_string();
+pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/").to_string();
     if !is_rest_path(&path) {
         let mut response = (StatusCode::NOT_FOUND, "<html><body><h1>404 Not Found</h1></body></html>").into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         return response;
     }
+    let method = parts.method.clone();
     if method == Method::OPTIONS {
-        return cors_preflight(&headers);
+        return cors_preflight(&parts.headers);
     }
-    let body = match body {
-        Ok(body) => body,
-        // NOTE: the limit applies after gzip decoding; the error keeps TF Serving's format.
-        Err(rejection) => {
-            let message = format!("Failed to read the request body: {}", rejection.body_text());
-            return super::error::json_response(rejection.status(), crate::codec::json::write_error_body(&message));
-        }
-    };
-    let result = if method == Method::POST {
-        handle_post(&state, &method, &path, &headers, body).await
+    let mut unread = Request::new(body);
+    // NOTE: the body limit travels in the extensions (`DefaultBodyLimit`).
+    *unread.extensions_mut() = std::mem::take(&mut parts.extensions);
+    if method == Method::POST {
+        handle_post(&state, &method, &path, &parts.headers, UnreadBody(unread)).await
     } else if method == Method::GET {
-        handle_get(&state, &method, &path).await
+        handle_get(&state, &method, &path).await.unwrap_or_else(IntoResponse::into_response)
     } else {
-        Err(malformed(&method, &path))
-    };
-    result.unwrap_or_else(IntoResponse::into_response)
+        malformed(&method, &path).into_response()
+    }
+}
+
+/// A request body not read yet: a request is admitted (its model resolved, a place in its
+/// queue free) before its body is read, so a flood is refused without the cost of reading
+/// and decoding it.
+struct UnreadBody(Request);
+
+impl UnreadBody {
+    /// Reads the body within the REST body limit (after gzip decoding); a refusal keeps TF
+    /// Serving's error format.
+    async fn read(self) -> Result<Bytes, Response> {
+        Bytes::from_request(self.0, &()).await.map_err(|rejection| {
+            let message = format!("Failed to read the request body: {}", rejection.body_text());
+            super::error::json_response(rejection.status(), crate::codec::json::write_error_body(&message))
+        })
+    }
+}
+
+/// Resolves the version a request is for and asks it for room, before the body is read.
+fn admitted(state: &AppState, target: &ModelPath) -> Result<ServableHandle, RestError> {
+    let handle = state.manager.handle(&target.name, &target.version)?;
+    handle.servable.admission()?;
+    Ok(handle)
 }
 
 /// Answers a CORS preflight as TF Serving does: 200 when the Origin looks like an http(s)
@@ -129,54 +141,59 @@ fn cors_preflight(headers: &HeaderMap) -> Response {
     response
 }
 
-async fn handle_post(
-    state: &AppState,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<Response, RestError> {
-    let captures = POST_PATH.captures(path).ok_or_else(|| malformed(method, path))?;
+async fn handle_post(state: &AppState, method: &Method, path: &str, headers: &HeaderMap, body: UnreadBody) -> Response {
+    let Some(captures) = POST_PATH.captures(path) else { return malformed(method, path).into_response() };
     let group = |i: usize| captures.get(i).map(|m| m.as_str());
-    let target = model_path(group(1).unwrap_or_default(), group(2), group(3))?;
-    match group(4).unwrap_or_default() {
-        "predict" => {
-            let model = target.name.clone();
-            let span = tracing::info_span!("predict", model = %target.name, version = tracing::field::Empty);
-            let request = async {
-                if is_upload(headers) {
-                    let upload = read_upload(headers, body).await?;
-                    let handle = state.manager.handle(&target.name, &upload_version(target.version, &upload)?)?;
-                    return predict_upload(state, &handle, upload).await;
-                }
-                // NOTE: the model is resolved before the body is looked at, as TF Serving does,
-                // and this one handle serves the whole request.
-                let handle = state.manager.handle(&target.name, &target.version)?;
-                predict_route(state, handle, body).await
-            }
-            .instrument(span);
-            account(&model, "predict", "REST", request).await
-        }
-        found @ ("classify" | "regress") => {
-            let method: &'static str = if found == "classify" { "classify" } else { "regress" };
-            let model = target.name.clone();
-            let span = tracing::info_span!("example_request", method, model = %target.name);
-            account(&model, method, "REST", example_route(state, target, method == "classify", body).instrument(span))
-                .await
-        }
-        _ => Err(malformed(method, path)),
+    let target = match model_path(group(1).unwrap_or_default(), group(2), group(3)) {
+        Ok(target) => target,
+        Err(error) => return RestError(error).into_response(),
+    };
+    let (api, span) = match group(4).unwrap_or_default() {
+        "predict" => ("predict", tracing::info_span!("predict", model = %target.name, version = tracing::field::Empty)),
+        "classify" => ("classify", tracing::info_span!("example_request", method = "classify", model = %target.name)),
+        "regress" => ("regress", tracing::info_span!("example_request", method = "regress", model = %target.name)),
+        _ => return malformed(method, path).into_response(),
+    };
+    let model = target.name.clone();
+    // NOTE: an upload may name its version in a form field: its body is read first.
+    let upload = api == "predict" && is_upload(headers);
+    let handle = if upload { None } else { Some(admitted(state, &target)) };
+    if let Some(Err(refused)) = handle {
+        return account(&model, api, "REST", std::future::ready(Err::<Response, _>(refused)))
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
     }
+    let body = match body.read().await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let request = async {
+        let handle = match handle {
+            Some(handle) => handle?,
+            None => {
+                let upload = read_upload(headers, body).await?;
+                let handle = state.manager.handle(&target.name, &upload_version(target.version, &upload)?)?;
+                return predict_upload(state, &handle, upload).await;
+            }
+        };
+        match api {
+            // NOTE: the model is resolved before the body is looked at, as TF Serving does,
+            // and this one handle serves the whole request.
+            "predict" => predict_route(state, handle, body).await,
+            _ => example_route(state, handle, api == "classify", body).await,
+        }
+    };
+    account(&model, api, "REST", request.instrument(span)).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `:classify` and `:regress`: tf.Example JSON in, `{"results": ...}` out.
 async fn example_route(
     state: &AppState,
-    target: ModelPath,
+    handle: ServableHandle,
     classify: bool,
     body: Bytes,
 ) -> Result<Response, RestError> {
     let started = Instant::now();
-    let handle = state.manager.handle(&target.name, &target.version)?;
     let deadline = state.rest_api_timeout.map(|timeout| started + timeout);
     // NOTE: a large body is parsed off the async runtime, as predict bodies are.
     let inline = body.len() <= INLINE_CODEC_LIMIT;

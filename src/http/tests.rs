@@ -15,6 +15,7 @@ use crate::core::testing::serve_half_plus_two;
 /// The router over a fake half_plus_two, with `budget` for requests in flight.
 async fn app_with(budget: crate::core::MemoryBudget) -> axum::Router {
     let state = AppState {
+        max_decoded_request_bytes: 1 << 20,
         budget,
         manager: serve_half_plus_two("half_plus_two").await,
         rest_api_timeout: None,

@@ -10,7 +10,7 @@ use super::blocking::inline_or_blocking;
 use super::predict::{predict, PredictOutcome};
 use crate::codec::image::plan::{ImageInputs, Labels, TopLabel};
 use crate::codec::image::{images_to_tensor, ImageLimits};
-use crate::core::{find_signature, DType, Servable, ServingError, ServingResult, Tensor};
+use crate::core::{find_signature, DType, MemoryBudget, Servable, ServingError, ServingResult, Tensor};
 
 /// What an image prediction returns: the outputs, and per image its top classes when the
 /// model has labels.
@@ -25,11 +25,14 @@ pub fn image_input_alias(servable: &dyn Servable, signature_name: &str) -> Optio
     inputs.signatures.get(signature_name)?.as_ref().ok().map(|input| input.alias.clone())
 }
 
-/// Runs `images` through the image input of `signature_name`.
+/// Runs `images` through the image input of `signature_name`, decoded within `limits`; the
+/// decoded tensor is counted in the in-flight `budget` while it runs.
 pub async fn predict_images(
     servable: &dyn Servable,
     signature_name: &str,
     images: Vec<Bytes>,
+    limits: ImageLimits,
+    budget: &MemoryBudget,
     deadline: Option<Instant>,
 ) -> ServingResult<ImagePrediction> {
     find_signature(servable.signatures(), signature_name)?;
@@ -44,9 +47,9 @@ pub async fn predict_images(
     };
     // NOTE: decoding and resizing are CPU work, kept off the async runtime.
     let plan = input.plan;
-    let tensor =
-        inline_or_blocking(false, "image decoding", move || images_to_tensor(&images, &plan, &ImageLimits::default()))
-            .await?;
+    let tensor = inline_or_blocking(false, "image decoding", move || images_to_tensor(&images, &plan, &limits)).await?;
+    // NOTE: the decoded pixels are held until the answer is built.
+    let _permit = budget.try_take(tensor.held_bytes())?;
     let inputs = BTreeMap::from([(input.alias, tensor)]);
     let outcome = predict(servable, signature_name, inputs, &[], deadline).await?;
     let labels = match &image_inputs.labels {

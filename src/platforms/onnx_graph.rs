@@ -55,7 +55,7 @@ impl<R: Read + Seek> Reader<R> {
             _ => return None,
         };
         self.inner.seek_relative(i64::try_from(length).ok()?).ok()?;
-        self.position += length;
+        self.position = self.position.checked_add(length)?;
         Some(())
     }
 }
@@ -131,6 +131,12 @@ pub struct GraphFacts {
 pub fn read_graph_facts(path: &Path) -> Option<GraphFacts> {
     let file = File::open(path).ok()?;
     let mut reader = Reader { inner: BufReader::new(file), position: 0 };
+    scan_model(&mut reader)
+}
+
+/// Reads the facts of a model held in memory, as `read_graph_facts`.
+pub fn graph_facts_from_bytes(bytes: &[u8]) -> Option<GraphFacts> {
+    let mut reader = Reader { inner: std::io::Cursor::new(bytes), position: 0 };
     scan_model(&mut reader)
 }
 
@@ -226,7 +232,8 @@ fn scan_model<R: Read + Seek>(reader: &mut Reader<R>) -> Option<GraphFacts> {
             reader.skip(wire_type)?;
             continue;
         }
-        let graph_end = reader.varint()? + reader.position;
+        // NOTE: lengths come from the file: any sum may overflow.
+        let graph_end = reader.varint()?.checked_add(reader.position)?;
         let mut nodes = Nodes::default();
         let mut outputs = Vec::new();
         while reader.position < graph_end {
@@ -242,14 +249,14 @@ fn scan_model<R: Read + Seek>(reader: &mut Reader<R>) -> Option<GraphFacts> {
                 if field == GRAPH_NODE {
                     // A constant with weights: not a node that matters here.
                     reader.inner.seek_relative(i64::try_from(length).ok()?).ok()?;
-                    reader.position += length;
+                    reader.position = reader.position.checked_add(length)?;
                     continue;
                 }
                 return None;
             }
             let mut buffer = vec![0u8; usize::try_from(length).ok()?];
             reader.inner.read_exact(&mut buffer).ok()?;
-            reader.position += length;
+            reader.position = reader.position.checked_add(length)?;
             if field == GRAPH_NODE {
                 nodes.read(&buffer);
                 continue;

@@ -203,6 +203,18 @@ fn run(
     Ok(result)
 }
 
+impl OrtServable {
+    /// Counts a refusal for a full queue and returns its error.
+    fn refuse(&self) -> ServingError {
+        metrics::counter!(super::REJECTED, "model_name" => self.pool.model_name.clone(), "reason" => "queue_full")
+            .increment(1);
+        ServingError::unavailable(format!(
+            "{}: {} requests are already waiting for this model; retry later",
+            QUEUE_FULL_MESSAGE, self.queue_bound
+        ))
+    }
+}
+
 impl Servable for OrtServable {
     fn signatures(&self) -> &SignatureMap {
         &self.signatures
@@ -214,12 +226,7 @@ impl Servable for OrtServable {
         // without bound (and holding its inputs) behind the sessions.
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue_bound {
             self.queued.fetch_sub(1, Ordering::SeqCst);
-            metrics::counter!(super::REJECTED, "model_name" => self.pool.model_name.clone(), "reason" => "queue_full")
-                .increment(1);
-            let _ = reply_tx.send(Err(ServingError::unavailable(format!(
-                "{}: {} requests are already waiting for this model; retry later",
-                QUEUE_FULL_MESSAGE, self.queue_bound
-            ))));
+            let _ = reply_tx.send(Err(self.refuse()));
             return reply_rx;
         }
         let job = Job { request, reply_tx, span: tracing::Span::current() };
@@ -244,6 +251,13 @@ impl Servable for OrtServable {
     fn run_blocking(&self, request: RunRequest) -> ServingResult<RunOutputs> {
         // NOTE: the caller's thread runs the session itself: no hand-off to a worker.
         self.pool.with_session(|session| run(session, &request, &self.pool.map_keys))?
+    }
+
+    fn admission(&self) -> ServingResult<()> {
+        if self.queued.load(Ordering::SeqCst) >= self.queue_bound {
+            return Err(self.refuse());
+        }
+        Ok(())
     }
 
     fn execution_providers(&self) -> Vec<String> {

@@ -272,6 +272,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 credentials: credentials.clone(),
                 cors: config.cors,
                 max_request_body_bytes: config.max_request_body_bytes,
+                max_decoded_request_bytes: config.max_decoded_request_bytes,
                 budget: budget.clone(),
             },
             prometheus.clone(),

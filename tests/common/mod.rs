@@ -125,12 +125,18 @@ impl ServerProcess {
     /// Returns the first log line that contains `needle`, once the log reader has seen it
     /// (stderr is read on its own thread), or panics after 10 s.
     pub async fn wait_for_log_line(&self, needle: &str) -> String {
+        self.wait_for_log_line_count(needle, 1).await
+    }
+
+    /// Returns the `count`-th log line that contains `needle`, once the log reader has seen
+    /// it, or panics after 10 s.
+    pub async fn wait_for_log_line_count(&self, needle: &str, count: usize) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(line) = self.log_lines_with(needle).into_iter().next() {
+            if let Some(line) = self.log_lines_with(needle).into_iter().nth(count.saturating_sub(1)) {
                 return line;
             }
-            assert!(tokio::time::Instant::now() < deadline, "no log line contains {needle:?}");
+            assert!(tokio::time::Instant::now() < deadline, "fewer than {count} log lines contain {needle:?}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -21,12 +21,44 @@ pub struct ImageLimits {
     /// Width × height of one image, checked from its header before it is decoded.
     pub max_pixels: u64,
     pub max_images: usize,
+    /// What the request's images may decode to, as the model's input tensor: checked once
+    /// the size they are brought to is known (from the plan, or from the first image's header
+    /// when the input's size is dynamic), before the others are decoded.
+    pub max_tensor_bytes: usize,
 }
 
 impl Default for ImageLimits {
     fn default() -> Self {
-        Self { max_pixels: 40_000_000, max_images: 64 }
+        Self { max_pixels: 40_000_000, max_images: 64, max_tensor_bytes: 1 << 30 }
     }
+}
+
+/// What a decoder may allocate beyond the pixels of the image it decodes: its tables and
+/// buffers.
+const DECODER_SCRATCH_BYTES: u64 = 1 << 20;
+
+/// Refuses a batch of `count` images brought to `width` × `height` when the tensor they make
+/// is over `limits.max_tensor_bytes`.
+fn check_tensor_bytes(
+    count: usize,
+    width: u32,
+    height: u32,
+    plan: &ImagePlan,
+    limits: &ImageLimits,
+) -> ServingResult<()> {
+    let bytes = [width as usize, height as usize, plan.channels(), plan.dtype.element_size().unwrap_or(4)]
+        .iter()
+        .try_fold(count, |acc, &n| acc.checked_mul(n))
+        .unwrap_or(usize::MAX);
+    if bytes > limits.max_tensor_bytes {
+        return Err(ServingError::invalid_argument(format!(
+            "{count} image(s) at {width}x{height} with {} channel(s) make a tensor of {bytes} bytes, more than the \
+             limit of {} bytes (--max_decoded_request_bytes)",
+            plan.channels(),
+            limits.max_tensor_bytes
+        )));
+    }
+    Ok(())
 }
 
 pub use plan::{ColorOrder, ImagePlan, Layout, PixelScale, ResizeMode};
@@ -65,6 +97,9 @@ fn decode_one(index: usize, data: &[u8], limits: &ImageLimits) -> ServingResult<
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_image_width = Some(width);
     decoder_limits.max_image_height = Some(height);
+    // NOTE: a GIF frame may declare a size far larger than the image's own; what the decoder
+    // may allocate is bounded by the header's size (16 bytes a pixel: RGBA, 16 bits a channel).
+    decoder_limits.max_alloc = Some(u64::from(width) * u64::from(height) * 16 + DECODER_SCRATCH_BYTES);
     reader.limits(decoder_limits);
     reader.decode().map_err(|e| bad(format!("cannot decode the image: {e}")))
 }
@@ -137,13 +172,22 @@ pub fn images_to_tensor(images: &[Bytes], plan: &ImagePlan, limits: &ImageLimits
         )));
     }
     let mut size: Option<(u32, u32)> = plan.width.zip(plan.height);
+    if let Some((width, height)) = size {
+        check_tensor_bytes(images.len(), width, height, plan, limits)?;
+    }
     let mut all = Vec::new();
     for (index, data) in images.iter().enumerate() {
         let image = decode_one(index, data, limits)?;
         // NOTE: a dynamic size takes the first image's; later images are resized to it, so
         // the batch stays one tensor.
-        let (width, height) =
-            *size.get_or_insert((plan.width.unwrap_or(image.width()), plan.height.unwrap_or(image.height())));
+        let (width, height) = match size {
+            Some(size) => size,
+            None => {
+                let first = (plan.width.unwrap_or(image.width()), plan.height.unwrap_or(image.height()));
+                check_tensor_bytes(images.len(), first.0, first.1, plan, limits)?;
+                *size.insert(first)
+            }
+        };
         all.push(pixels(image, plan, width, height)?);
     }
     let (width, height) = size.unwrap_or_default();
@@ -262,7 +306,7 @@ mod tests {
     #[test]
     fn hostile_uploads_are_refused_with_a_reason() {
         let target = image_target(&info(DType::Float, &[-1, 8, 8, 3]), None).expect("ok").expect("target");
-        let limits = ImageLimits { max_pixels: 100, max_images: 2 };
+        let limits = ImageLimits { max_pixels: 100, max_images: 2, max_tensor_bytes: 1 << 20 };
         let error = |images: &[Bytes]| images_to_tensor(images, &target, &limits).expect_err("refused").message;
         assert!(error(&[png(20, 20, |_, _| [0; 3])]).contains("more than the limit of 100 pixels"));
         assert!(error(&[Bytes::from_static(b"not an image at all")]).contains("unknown image format"));
@@ -271,6 +315,24 @@ mod tests {
         assert!(error(&[Bytes::new()]).contains("empty"));
         let one = png(2, 2, |_, _| [1; 3]);
         assert!(error(&[one.clone(), one.clone(), one]).contains("more than the limit of 2"));
+    }
+
+    #[test]
+    fn images_that_would_make_too_large_a_tensor_are_refused_before_decoding() {
+        let limits = ImageLimits { max_pixels: 1 << 20, max_images: 64, max_tensor_bytes: 64 * 64 * 3 * 4 * 2 };
+        let fixed = image_target(&info(DType::Float, &[-1, 64, 64, 3]), None).expect("ok").expect("target");
+        let two = vec![png(4, 4, |_, _| [1; 3]); 2];
+        assert_eq!(images_to_tensor(&two, &fixed, &limits).expect("two fit").shape, vec![2, 64, 64, 3]);
+        // NOTE: three garbage images: refused on the fixed size before any is decoded.
+        let three = vec![Bytes::from_static(b"not an image"); 3];
+        let error = images_to_tensor(&three, &fixed, &limits).expect_err("refused").message;
+        assert!(error.contains("3 image(s) at 64x64 with 3 channel(s) make a tensor of 147456 bytes"), "{error}");
+        // A dynamic size is known from the first image; the rest are not decoded.
+        let dynamic = image_target(&info(DType::Float, &[-1, -1, -1, 3]), None).expect("ok").expect("target");
+        let large = png(128, 128, |_, _| [1; 3]);
+        let images = [large, Bytes::from_static(b"never decoded")];
+        let error = images_to_tensor(&images, &dynamic, &limits).expect_err("refused").message;
+        assert!(error.contains("2 image(s) at 128x128") && error.contains("--max_decoded_request_bytes"), "{error}");
     }
 
     fn plan(dims: &[i64], options: ImageOptions) -> ImagePlan {

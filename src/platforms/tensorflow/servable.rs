@@ -69,6 +69,12 @@ impl Servable for SavedModelServable {
         }
     }
 
+    /// Asks the default signature's model: the one most requests go to (the signature a
+    /// request names is in its body, not read yet).
+    fn admission(&self) -> ServingResult<()> {
+        self.routes.get(crate::core::DEFAULT_SIGNATURE).map_or(Ok(()), |route| route.servable.admission())
+    }
+
     fn execution_providers(&self) -> Vec<String> {
         self.routes.values().next().map(|r| r.servable.execution_providers()).unwrap_or_default()
     }
