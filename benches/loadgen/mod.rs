@@ -2,6 +2,8 @@
 //! HTTP/1.1 and HTTP/2 (gRPC) clients, and latency percentiles.
 #![allow(dead_code)]
 
+pub mod flood;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -94,6 +94,9 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
     let mut unread = Request::new(body);
     // NOTE: the body limit travels in the extensions (`DefaultBodyLimit`).
     *unread.extensions_mut() = std::mem::take(&mut parts.extensions);
+    if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
+        unread.headers_mut().insert(header::CONTENT_LENGTH, length.clone());
+    }
     if method == Method::POST {
         handle_post(&state, &method, &path, &parts.headers, UnreadBody(unread)).await
     } else if method == Method::GET {
@@ -116,6 +119,32 @@ impl UnreadBody {
             let message = format!("Failed to read the request body: {}", rejection.body_text());
             super::error::json_response(rejection.status(), crate::codec::json::write_error_body(&message))
         })
+    }
+}
+
+/// The largest body of a refused request that is read and dropped, so that its connection
+/// stays usable; a larger one is not read, and the refusal closes the connection.
+const DISCARDED_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+impl UnreadBody {
+    /// Reads and drops the body of a refused request, without keeping it, when it is at
+    /// most `DISCARDED_BODY_LIMIT`; returns whether the connection can serve another request.
+    async fn discard(self) -> bool {
+        use futures_util::StreamExt;
+        let announced =
+            self.0.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if announced.is_some_and(|length| length > DISCARDED_BODY_LIMIT) {
+            return false;
+        }
+        let mut chunks = self.0.into_body().into_data_stream();
+        let mut left = DISCARDED_BODY_LIMIT;
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(chunk) if chunk.len() <= left => left -= chunk.len(),
+                _ => return false,
+            }
+        }
+        true
     }
 }
 
@@ -159,9 +188,16 @@ async fn handle_post(state: &AppState, method: &Method, path: &str, headers: &He
     let upload = api == "predict" && is_upload(headers);
     let handle = if upload { None } else { Some(admitted(state, &target)) };
     if let Some(Err(refused)) = handle {
-        return account(&model, api, "REST", std::future::ready(Err::<Response, _>(refused)))
+        // NOTE: the body is never decoded; a small one is read and dropped so that the client
+        // can go on using its connection, a large one is left and the connection closed.
+        let reusable = body.discard().await;
+        let mut response = account(&model, api, "REST", std::future::ready(Err::<Response, _>(refused)))
             .await
             .unwrap_or_else(IntoResponse::into_response);
+        if !reusable {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return response;
     }
     let body = match body.read().await {
         Ok(body) => body,

@@ -205,8 +205,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let mut grpc_address = None;
     if let Some(address) = config.grpc_address {
-        let listener =
-            TcpListener::bind(address).await.with_context(|| format!("cannot bind the gRPC API to {address}"))?;
+        let listener = listen(address).with_context(|| format!("cannot bind the gRPC API to {address}"))?;
         let bound = listener.local_addr()?;
         grpc_address = Some(bound);
         info!("Running gRPC ModelServer at {bound} ...");
@@ -257,8 +256,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let mut rest_address = None;
     if let Some(address) = config.rest_api_address {
-        let listener =
-            TcpListener::bind(address).await.with_context(|| format!("cannot bind the REST API to {address}"))?;
+        let listener = listen(address).with_context(|| format!("cannot bind the REST API to {address}"))?;
         let bound = listener.local_addr()?;
         rest_address = Some(bound);
         info!("Exporting HTTP/REST API at:{bound} ...");
@@ -324,6 +322,21 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 }
 
 /// Binds a Unix socket, first removing a stale socket file left by an earlier run.
+/// Connections the kernel may hold for a port before the server accepts them (capped by
+/// `net.core.somaxconn`). A flood opens a thousand at once; with the usual 1,024 the queue
+/// overflowed, the kernel dropped handshakes and clients saw resets (benches/flood.rs).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP port as `TcpListener::bind` does (address reuse on Unix), with a backlog of
+/// `LISTEN_BACKLOG`.
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 fn bind_unix_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
