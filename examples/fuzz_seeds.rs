@@ -94,9 +94,10 @@ fn example_input() -> tfs::Input {
 fn main() -> anyhow::Result<()> {
     let png = image(image::ImageFormat::Png, 5, 3)?;
     let rest = [
-        ("row", r#"{"instances": [{"x": [1, 2, 3], "ids": [[1]], "words": "a", "blob_bytes": {"b64": "aGk="}, "flag": true, "half": [1.5, 2]}]}"#.to_string()),
-        ("columnar", r#"{"inputs": {"x": [[1.0, 2e-3, -3]], "ids": 5, "words": ["a", "\u00e9\n"], "blob_bytes": [{"b64": "AA=="}], "flag": [false], "half": [[0.5, -1]]}}"#.to_string()),
+        ("row", r#"{"instances": [{"x": [1, 2, 3], "ids": [[1]], "words": "a", "blob_bytes": {"b64": "aGk="}, "flag": true}]}"#.to_string()),
+        ("columnar", r#"{"inputs": {"x": [[1.0, 2e-3, -3]], "ids": 5, "words": ["a", "\u00e9\n"], "blob_bytes": [{"b64": "AA=="}], "flag": [false]}}"#.to_string()),
         ("one_row", r#"{"signature_name": "one", "instances": [1.5, 2.5, NaN, -Infinity]}"#.to_string()),
+        ("halves", r#"{"signature_name": "halves", "inputs": {"h": [[0.5, -1], [65504, 1e-8]]}}"#.to_string()),
         ("one_columnar", r#"{"signature_name": "one", "inputs": [[[1e300], [4.9e-324]]]}"#.to_string()),
         ("image_b64", format!(r#"{{"signature_name": "images", "instances": [{{"b64": "{}"}}]}}"#, base64(&png))),
     ];

@@ -174,6 +174,9 @@ fn start_server(binary: &Path, config: &Path) -> Server {
             "--drain_seconds=1",
         ])
         .arg(format!("--model_config_file={}", config.display()))
+        // NOTE: Prometheus on and never scraped: the recorder's own upkeep must keep its
+        // memory flat, which the RSS check below sees.
+        .arg(format!("--monitoring_config_file={}", config.with_file_name("monitoring.config").display()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -215,6 +218,7 @@ async fn main() {
     copy_dir(&repo_path("models/half_plus_two/1"), &dir.path().join("extra/1"));
     let config = dir.path().join("models.config");
     write_config(&config, &config_text(dir.path(), true));
+    std::fs::write(dir.path().join("monitoring.config"), "prometheus_config { enable: true }\n").expect("monitoring");
 
     let mut server = start_server(&binary, &config);
     let pid = server.child.id();

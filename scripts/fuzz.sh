@@ -26,11 +26,14 @@ if [ "${#targets[@]}" -eq 0 ]; then
 fi
 echo "== building ${#targets[@]} fuzz targets"
 cargo fuzz build
+# NOTE: the binaries built above run directly: a source edited meanwhile cannot trigger a
+# rebuild between targets.
+bin_dir="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 for target in "${targets[@]}"; do
-  mkdir -p "corpus/$target"
+  mkdir -p "corpus/$target" "artifacts/$target"
   log="$(mktemp)"
   echo "== $target: ${seconds} s"
-  if ! cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+  if ! "$bin_dir/$target" -artifact_prefix="artifacts/$target/" "corpus/$target" "seeds/$target" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 60 "$log"
     echo "FAILED: fuzz target $target (input saved under fuzz/artifacts/$target/)"

@@ -2,7 +2,6 @@
 //! `<version>/assets.extra/tf_serving_warmup_requests` (a TFRecord file of `PredictionLog`s)
 //! are run against it. Any failure fails the load, so the previous version keeps serving.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,11 +9,9 @@ use std::time::Instant;
 use prost::Message;
 use tracing::info;
 
-use crate::codec::tensor_proto::decode_tensor;
+use crate::codec::tensor_proto::decode_inputs_within;
 use crate::core::example::ExampleMethod;
-use crate::core::{
-    Code, LoadDecorator, Loader, Servable, ServableId, ServingError, ServingResult, Tensor, DEFAULT_SIGNATURE,
-};
+use crate::core::{Code, LoadDecorator, Loader, Servable, ServableId, ServingError, ServingResult, DEFAULT_SIGNATURE};
 use crate::inference::predict;
 use crate::proto::tensorflow::serving::{prediction_log, PredictRequest, PredictionLog};
 
@@ -78,11 +75,7 @@ pub fn write_tfrecords(records: &[Vec<u8>]) -> Vec<u8> {
 fn run_predict(servable: &dyn Servable, request: PredictRequest) -> ServingResult<()> {
     let signature = request.model_spec.as_ref().map(|s| s.signature_name.as_str()).unwrap_or_default();
     let signature = if signature.is_empty() { DEFAULT_SIGNATURE } else { signature };
-    let inputs = request
-        .inputs
-        .into_iter()
-        .map(|(alias, proto)| decode_tensor(&alias, proto).map(|t| (alias, t)))
-        .collect::<ServingResult<BTreeMap<String, Tensor>>>()?;
+    let inputs = decode_inputs_within(request.inputs, usize::MAX)?;
     // NOTE: loads run on blocking threads, where waiting on the runtime is allowed.
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| ServingError::internal("warmup needs the server's async runtime"))?;

@@ -160,8 +160,8 @@ async fn a_full_queue_refuses_at_once_with_503_and_retry_after() {
     assert_eq!(statuses, vec![200, 503], "one waited, one was refused");
     assert_eq!(running.await.expect("task").status(), 200);
 
-    // While the queue is full, a request is refused before its body is read: headers that
-    // announce 100 MB and no body get their 503 at once.
+    // While the queue is full, a request is refused before its body is read: a client that
+    // announces 100 MB and waits for `100 Continue` gets its 503 instead, without sending it.
     let running = tokio::spawn(slow(1_500_000));
     server.wait_for_log_line_count("running a model call", 3).await;
     let (b, c) = (tokio::spawn(slow(1)), tokio::spawn(slow(1)));
@@ -174,7 +174,7 @@ async fn a_full_queue_refuses_at_once_with_503_and_retry_after() {
     let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
     let head = format!(
         "POST /v1/models/slow:predict HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Content-Length: 100000000\r\n\r\n"
+         Content-Length: 100000000\r\nExpect: 100-continue\r\n\r\n"
     );
     tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes()).await.expect("write");
     let mut answer = vec![0u8; 512];
@@ -187,5 +187,6 @@ async fn a_full_queue_refuses_at_once_with_503_and_retry_after() {
     let answer = String::from_utf8_lossy(&answer[..read]);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("The model's request queue is full"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "the body never came: {answer}");
     assert_eq!(running.await.expect("task").status(), 200);
 }

@@ -222,7 +222,8 @@ async fn grpc_client(address: SocketAddr, iterations: i64, polite: bool, stop: A
         let sent = Instant::now();
         match client.predict(request.clone()).await {
             Ok(_) => report.admitted.push(sent.elapsed()),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
+            // NOTE: tonic reports transport failures as UNAVAILABLE too: a refusal says why.
+            Err(status) if status.code() == tonic::Code::Unavailable && status.message().contains("queue is full") => {
                 report.refused.push(sent.elapsed());
                 back_off(polite, &stop).await;
             }
@@ -295,7 +296,11 @@ async fn hostile_client(rest: SocketAddr, grpc: SocketAddr, stop: Arc<AtomicBool
         if let Some(client) = grpc_client.as_mut() {
             report.hostile_sent += 1;
             match client.predict(fill.clone()).await {
-                Err(status) if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::Unavailable) => {
+                Err(status)
+                    if status.code() == tonic::Code::InvalidArgument
+                        || (status.code() == tonic::Code::Unavailable
+                            && status.message().contains("queue is full")) =>
+                {
                     report.hostile_refused += 1
                 }
                 Err(status) => report.failures.push(format!("fill rule: {:?} {}", status.code(), status.message())),

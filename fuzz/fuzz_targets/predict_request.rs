@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use onnx_serving::codec::tensor_proto::decode_inputs_within;
 use onnx_serving::proto::tensorflow::serving::PredictRequest;
-use onnx_serving_fuzz::{measure, Bound, DECODE_BUDGET};
+use onnx_serving_fuzz::{decoded_bytes, measure, Bound, DECODE_BUDGET};
 use prost::Message;
 
 /// As one TensorProto's: prost's parsed structure, the decoded inputs and a copy.
@@ -26,7 +26,7 @@ fuzz_target!(|bytes: &[u8]| {
             error.message
         ),
         Some((_, Ok(inputs))) => {
-            let total: usize = inputs.values().map(|t| t.held_bytes()).sum();
+            let total: usize = inputs.values().map(decoded_bytes).sum();
             assert!(total <= DECODE_BUDGET, "the inputs decoded to {total} bytes over a budget of {DECODE_BUDGET}");
         }
     }

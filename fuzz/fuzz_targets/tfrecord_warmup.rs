@@ -8,7 +8,7 @@ use onnx_serving::codec::example_proto::input_from_proto;
 use onnx_serving::codec::tensor_proto::decode_inputs_within;
 use onnx_serving::proto::tensorflow::serving::{prediction_log::LogType, PredictionLog};
 use onnx_serving::warmup::{read_tfrecords, write_tfrecords};
-use onnx_serving_fuzz::{measure, Bound, DECODE_BUDGET};
+use onnx_serving_fuzz::{decoded_bytes, measure, Bound, DECODE_BUDGET};
 use prost::Message;
 
 /// prost's logs and, per record in turn, its decoded inputs and a copy.
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
                 Some(LogType::PredictLog(log)) => {
                     let inputs = log.request.unwrap_or_default().inputs;
                     if let Ok(inputs) = decode_inputs_within(inputs, DECODE_BUDGET) {
-                        assert!(inputs.values().map(|t| t.held_bytes()).sum::<usize>() <= DECODE_BUDGET);
+                        assert!(inputs.values().map(decoded_bytes).sum::<usize>() <= DECODE_BUDGET);
                     }
                 }
                 Some(LogType::ClassifyLog(log)) => {

@@ -100,6 +100,15 @@ impl Bound {
     }
 }
 
+/// What decoding added for `tensor`: its dense bytes, or for strings one handle each (their
+/// bytes stay in the request's buffer, shared, which `Tensor::held_bytes` counts per string).
+pub fn decoded_bytes(tensor: &onnx_serving::core::Tensor) -> usize {
+    match tensor.strings() {
+        Some(strings) => strings.len() * std::mem::size_of::<bytes::Bytes>(),
+        None => tensor.held_bytes(),
+    }
+}
+
 fn info(name: &str, dtype: DType, shape: Option<&[i64]>) -> TensorInfo {
     TensorInfo { name: name.into(), dtype, shape: shape.map(<[i64]>::to_vec), map_keys: None }
 }
@@ -107,7 +116,7 @@ fn info(name: &str, dtype: DType, shape: Option<&[i64]>) -> TensorInfo {
 /// The signatures REST predict bodies are decoded against: `serving_default` with an input
 /// of each kind the JSON decoder treats differently (a float matrix, int64 of unknown rank, a
 /// string vector, a `_bytes` input that takes base64, a bool scalar per row), `one` with a
-/// single input, and `images` with an image input.
+/// single input, `halves` with a half-float input, and `images` with an image input.
 pub fn predict_signatures() -> SignatureMap {
     let predict = |inputs: Vec<(&str, TensorInfo)>| SignatureDef {
         method_name: "tensorflow/serving/predict".into(),
@@ -124,10 +133,12 @@ pub fn predict_signatures() -> SignatureMap {
                 ("words", info("words", DType::String, Some(&[-1]))),
                 ("blob_bytes", info("blob_bytes", DType::String, Some(&[-1]))),
                 ("flag", info("flag", DType::Bool, Some(&[-1]))),
-                ("half", info("half", DType::Half, Some(&[-1, 2]))),
             ]),
         ),
         ("one".to_string(), predict(vec![("x", info("x", DType::Double, None))])),
+        // NOTE: half floats decode from JSON but are not written back: apart, so that the
+        // round trip covers the others.
+        ("halves".to_string(), predict(vec![("h", info("h", DType::Half, Some(&[-1, 2])))])),
         ("images".to_string(), predict(vec![("image", info("image", DType::Float, Some(&[-1, 8, 8, 3])))])),
     ])
 }

@@ -47,6 +47,7 @@ pub fn decode_tensor_within(alias: &str, proto: TensorProto, budget: usize) -> S
 
 /// Decodes a request's input tensors, all of them together within `budget` bytes once decoded
 /// (a gRPC Predict, a warmup record): the first input past what is left is refused by name.
+/// Each input is also held to `MAX_DECODED_TENSOR_BYTES`.
 pub fn decode_inputs_within(
     inputs: std::collections::BTreeMap<String, TensorProto>,
     budget: usize,
@@ -89,7 +90,12 @@ fn decode(proto: TensorProto, budget: usize) -> Result<Tensor, String> {
         return decode_strings(shape, count, proto);
     }
     if !proto.tensor_content.is_empty() {
-        return Tensor::from_bytes(dtype, shape, proto.tensor_content).map_err(|e| e.message);
+        let mut content = proto.tensor_content;
+        if dtype == DType::Bool && content.iter().any(|&byte| byte > 1) {
+            // NOTE: a bool is one byte of 0 or 1 for ONNX Runtime; any other byte is true.
+            content = content.iter().map(|&byte| u8::from(byte != 0)).collect();
+        }
+        return Tensor::from_bytes(dtype, shape, content).map_err(|e| e.message);
     }
     let tensor = match dtype {
         DType::Float => Tensor::from_vec(shape, fill(&proto.float_val, count, |v| v)),
@@ -253,6 +259,20 @@ mod tests {
 
     fn float_proto(dims: &[i64], values: Vec<f32>) -> TensorProto {
         TensorProto { dtype: 1, tensor_shape: shape(dims), float_val: values, ..Default::default() }
+    }
+
+    #[test]
+    fn bool_bytes_other_than_zero_and_one_are_true() {
+        let proto = TensorProto {
+            dtype: dtype_to_proto(DType::Bool),
+            tensor_shape: Some(shape_to_proto(Some(&[3]))),
+            tensor_content: Bytes::from_static(&[0, 1, 2]),
+            ..Default::default()
+        };
+        let tensor = decode_tensor("b", proto).expect("decodes");
+        assert_eq!(tensor.dense_bytes().map(|b| b.to_vec()), Some(vec![0, 1, 1]));
+        // Written back as bool_val and read again, it is the same tensor.
+        assert!(decode_tensor("b", encode_tensor(&tensor, false)).expect("again") == tensor);
     }
 
     #[test]

@@ -94,8 +94,10 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
     let mut unread = Request::new(body);
     // NOTE: the body limit travels in the extensions (`DefaultBodyLimit`).
     *unread.extensions_mut() = std::mem::take(&mut parts.extensions);
-    if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
-        unread.headers_mut().insert(header::CONTENT_LENGTH, length.clone());
+    for name in [header::CONTENT_LENGTH, header::EXPECT] {
+        if let Some(value) = parts.headers.get(&name) {
+            unread.headers_mut().insert(name, value.clone());
+        }
     }
     if method == Method::POST {
         handle_post(&state, &method, &path, &parts.headers, UnreadBody(unread)).await
@@ -107,8 +109,8 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 }
 
 /// A request body not read yet: a request is admitted (its model resolved, a place in its
-/// queue free) before its body is read, so a flood is refused without the cost of reading
-/// and decoding it.
+/// queue free) before its body is read, so a flood is refused without buffering or decoding
+/// its bodies.
 struct UnreadBody(Request);
 
 impl UnreadBody {
@@ -122,22 +124,24 @@ impl UnreadBody {
     }
 }
 
-/// The largest body of a refused request that is read and dropped, so that its connection
-/// stays usable; a larger one is not read, and the refusal closes the connection.
-const DISCARDED_BODY_LIMIT: usize = 4 * 1024 * 1024;
-
 impl UnreadBody {
-    /// Reads and drops the body of a refused request, without keeping it, when it is at
-    /// most `DISCARDED_BODY_LIMIT`; returns whether the connection can serve another request.
-    async fn discard(self) -> bool {
+    /// Disposes of the body of a refused request without keeping or decoding it, and returns
+    /// whether the connection can serve another request. A client that waits for
+    /// `100 Continue` never sends it (hyper asks only when the body is read); otherwise it is
+    /// read and dropped chunk by chunk up to `limit` (the REST body limit), so that the client
+    /// reads its refusal instead of a reset, and goes on using its connection.
+    async fn discard(self, limit: usize) -> bool {
         use futures_util::StreamExt;
+        if self.0.headers().contains_key(header::EXPECT) {
+            return false;
+        }
         let announced =
             self.0.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if announced.is_some_and(|length| length > DISCARDED_BODY_LIMIT) {
+        if announced.is_some_and(|length| length > limit) {
             return false;
         }
         let mut chunks = self.0.into_body().into_data_stream();
-        let mut left = DISCARDED_BODY_LIMIT;
+        let mut left = limit;
         while let Some(chunk) = chunks.next().await {
             match chunk {
                 Ok(chunk) if chunk.len() <= left => left -= chunk.len(),
@@ -148,11 +152,11 @@ impl UnreadBody {
     }
 }
 
-/// Resolves the version a request is for and asks it for room, before the body is read.
-fn admitted(state: &AppState, target: &ModelPath) -> Result<ServableHandle, RestError> {
-    let handle = state.manager.handle(&target.name, &target.version)?;
-    handle.servable.admission()?;
-    Ok(handle)
+/// Asks the version a request's path names for room, before the body is read. The handle
+/// is not kept: a client slow to send its body must not hold a version that is unloading.
+fn admitted(state: &AppState, target: &ModelPath) -> Result<(), RestError> {
+    state.manager.handle(&target.name, &target.version)?.servable.admission()?;
+    Ok(())
 }
 
 /// Answers a CORS preflight as TF Serving does: 200 when the Origin looks like an http(s)
@@ -184,13 +188,8 @@ async fn handle_post(state: &AppState, method: &Method, path: &str, headers: &He
         _ => return malformed(method, path).into_response(),
     };
     let model = target.name.clone();
-    // NOTE: an upload may name its version in a form field: its body is read first.
-    let upload = api == "predict" && is_upload(headers);
-    let handle = if upload { None } else { Some(admitted(state, &target)) };
-    if let Some(Err(refused)) = handle {
-        // NOTE: the body is never decoded; a small one is read and dropped so that the client
-        // can go on using its connection, a large one is left and the connection closed.
-        let reusable = body.discard().await;
+    if let Err(refused) = admitted(state, &target) {
+        let reusable = body.discard(state.max_request_body_bytes).await;
         let mut response = account(&model, api, "REST", std::future::ready(Err::<Response, _>(refused)))
             .await
             .unwrap_or_else(IntoResponse::into_response);
@@ -204,17 +203,16 @@ async fn handle_post(state: &AppState, method: &Method, path: &str, headers: &He
         Err(response) => return response,
     };
     let request = async {
-        let handle = match handle {
-            Some(handle) => handle?,
-            None => {
-                let upload = read_upload(headers, body).await?;
-                let handle = state.manager.handle(&target.name, &upload_version(target.version, &upload)?)?;
-                return predict_upload(state, &handle, upload).await;
-            }
-        };
+        if api == "predict" && is_upload(headers) {
+            // NOTE: an upload may name its version in a form field.
+            let upload = read_upload(headers, body).await?;
+            let handle = state.manager.handle(&target.name, &upload_version(target.version, &upload)?)?;
+            return predict_upload(state, &handle, upload).await;
+        }
+        let handle = state.manager.handle(&target.name, &target.version)?;
         match api {
-            // NOTE: the model is resolved before the body is looked at, as TF Serving does,
-            // and this one handle serves the whole request.
+            // NOTE: the model is resolved before the body is parsed, as TF Serving does, and
+            // this one handle serves the whole request.
             "predict" => predict_route(state, handle, body).await,
             _ => example_route(state, handle, api == "classify", body).await,
         }

@@ -204,6 +204,11 @@ fn run(
 }
 
 impl OrtServable {
+    /// Whether a request submitted now would find a place in the queue (no refusal counted).
+    pub fn has_room(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) < self.queue_bound
+    }
+
     /// Counts a refusal for a full queue and returns its error.
     fn refuse(&self) -> ServingError {
         metrics::counter!(super::REJECTED, "model_name" => self.pool.model_name.clone(), "reason" => "queue_full")
@@ -254,7 +259,7 @@ impl Servable for OrtServable {
     }
 
     fn admission(&self) -> ServingResult<()> {
-        if self.queued.load(Ordering::SeqCst) >= self.queue_bound {
+        if !self.has_room() {
             return Err(self.refuse());
         }
         Ok(())

@@ -321,7 +321,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     })
 }
 
-/// Binds a Unix socket, first removing a stale socket file left by an earlier run.
 /// Connections the kernel may hold for a port before the server accepts them (capped by
 /// `net.core.somaxconn`). A flood opens a thousand at once; with the usual 1,024 the queue
 /// overflowed, the kernel dropped handshakes and clients saw resets (benches/flood.rs).
@@ -337,6 +336,7 @@ fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Binds a Unix socket, first removing a stale socket file left by an earlier run.
 fn bind_unix_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {

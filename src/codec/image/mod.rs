@@ -33,9 +33,9 @@ impl Default for ImageLimits {
     }
 }
 
-/// What a decoder may allocate beyond the pixels of the image it decodes: its tables and
-/// buffers.
-const DECODER_SCRATCH_BYTES: u64 = 1 << 20;
+/// What a decoder may allocate beyond the pixels of the image it decodes: its tables,
+/// buffers and the image's metadata (PNG counts text and ICC chunks against the limit).
+const DECODER_SCRATCH_BYTES: u64 = 64 << 20;
 
 /// Refuses a batch of `count` images brought to `width` × `height` when the tensor they make
 /// is over `limits.max_tensor_bytes`.
@@ -97,8 +97,9 @@ fn decode_one(index: usize, data: &[u8], limits: &ImageLimits) -> ServingResult<
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_image_width = Some(width);
     decoder_limits.max_image_height = Some(height);
-    // NOTE: a GIF frame may declare a size far larger than the image's own; what the decoder
-    // may allocate is bounded by the header's size (16 bytes a pixel: RGBA, 16 bits a channel).
+    // NOTE: a GIF frame may declare a size far larger than the image's own; what the PNG
+    // and GIF decoders may allocate is bounded by the header's size (twice the largest pixel,
+    // RGBA at 16 bits a channel) plus room for metadata (ICC profiles, text chunks).
     decoder_limits.max_alloc = Some(u64::from(width) * u64::from(height) * 16 + DECODER_SCRATCH_BYTES);
     reader.limits(decoder_limits);
     reader.decode().map_err(|e| bad(format!("cannot decode the image: {e}")))

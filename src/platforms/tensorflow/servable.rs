@@ -69,10 +69,13 @@ impl Servable for SavedModelServable {
         }
     }
 
-    /// Asks the default signature's model: the one most requests go to (the signature a
-    /// request names is in its body, not read yet).
+    /// Refuses only when every signature's model is full: the signature a request names is
+    /// in its body, not read yet (`submit` still checks the one it names).
     fn admission(&self) -> ServingResult<()> {
-        self.routes.get(crate::core::DEFAULT_SIGNATURE).map_or(Ok(()), |route| route.servable.admission())
+        if self.routes.values().any(|route| route.servable.has_room()) {
+            return Ok(());
+        }
+        self.routes.values().next().map_or(Ok(()), |route| route.servable.admission())
     }
 
     fn execution_providers(&self) -> Vec<String> {
