@@ -10,8 +10,8 @@ mod loadgen;
 
 use std::time::{Duration, Instant};
 
-use loadgen::flood::{flood, percentile, slow_body, FloodPlan};
-use loadgen::{micros, repo_path, spawn_server};
+use loadgen::flood::{flood, percentile, slow_body, write_model_config, FloodPlan};
+use loadgen::{micros, spawn_server};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -19,19 +19,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("models.config");
-    let entry = |name: &str, path: &str| {
-        format!("config {{ name: \"{name}\" base_path: \"{}\" model_platform: \"onnx\" }}", repo_path(path).display())
-    };
-    std::fs::write(
-        &config,
-        format!(
-            "model_config_list {{ {} {} }}",
-            entry("slow", "tests/fixtures/slow_loop"),
-            entry("mnist_image", "models/mnist_image")
-        ),
-    )
-    .expect("config");
+    let config = write_model_config(dir.path());
     let rest_clients = env_number("FLOOD_REST_CLIENTS", 1000) as usize;
     let grpc_clients = env_number("FLOOD_GRPC_CLIENTS", 200) as usize;
     let duration = Duration::from_secs(env_number("FLOOD_SECONDS", 20));

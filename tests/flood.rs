@@ -9,25 +9,13 @@ mod flood;
 
 use std::time::Duration;
 
-use common::{repo_path, ServerProcess};
-use flood::{flood, FloodPlan};
+use common::ServerProcess;
+use flood::{flood, write_model_config, FloodPlan};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_with_hostile_requests_is_refused_fast_and_nothing_breaks() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("models.config");
-    let entry = |name: &str, path: &str| {
-        format!("config {{ name: \"{name}\" base_path: \"{}\" model_platform: \"onnx\" }}", repo_path(path).display())
-    };
-    std::fs::write(
-        &config,
-        format!(
-            "model_config_list {{ {} {} }}",
-            entry("slow", "tests/fixtures/slow_loop"),
-            entry("mnist_image", "models/mnist_image")
-        ),
-    )
-    .expect("config");
+    let config = write_model_config(dir.path());
     let server = ServerProcess::start(&[
         &format!("--model_config_file={}", config.display()),
         "--max_queued_requests_per_session=8",

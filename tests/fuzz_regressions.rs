@@ -1,65 +1,21 @@
 //! Inputs the fuzzers (`fuzz/`, `scripts/fuzz.sh`) found, replayed with the invariant each
-//! broke: every one failed before its fix. Allocation bounds are checked with a counting
-//! allocator, as the fuzz targets check them.
+//! broke: every one failed before its fix. Allocation bounds are checked with the fuzz
+//! targets' own counting allocator (`fuzz/src/counting_alloc.rs`).
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use bytes::Bytes;
 use onnx_serving::codec::image::{image_target, images_to_tensor, ImageLimits};
 use onnx_serving::core::{DType, TensorInfo};
 
-struct Counting;
+#[path = "../fuzz/src/counting_alloc.rs"]
+mod counting_alloc;
 
-static HELD: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// Tests run on several threads; one measures at a time.
-static MEASURING: Mutex<()> = Mutex::new(());
-
-fn grew(bytes: usize) {
-    let held = HELD.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(held, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are kept.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let pointer = unsafe { System.alloc(layout) };
-        if !pointer.is_null() {
-            grew(layout.size());
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(pointer, layout) };
-        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let moved = unsafe { System.realloc(pointer, layout, new_size) };
-        if !moved.is_null() {
-            grew(new_size);
-            HELD.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        moved
-    }
-}
+use counting_alloc::measure as peak_of;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Runs `f` and returns its result with the most it held at once above where it started.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    let base = HELD.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let result = f();
-    (result, PEAK.load(Ordering::Relaxed).saturating_sub(base))
-}
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 fn regression(name: &str) -> Bytes {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz_regressions").join(name);

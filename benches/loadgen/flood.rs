@@ -67,6 +67,23 @@ pub fn percentile(latencies: &[Duration], p: f64) -> Duration {
     sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or_default()
 }
 
+/// Writes the model config file the flood's server serves, in `dir`: `slow` (the slow loop)
+/// and `mnist_image`; returns its path.
+pub fn write_model_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let entry = |name: &str, path: &str| {
+        format!("config {{ name: \"{name}\" base_path: \"{}\" model_platform: \"onnx\" }}", repo.join(path).display())
+    };
+    let config = dir.join("models.config");
+    let text = format!(
+        "model_config_list {{ {} {} }}",
+        entry("slow", "tests/fixtures/slow_loop"),
+        entry("mnist_image", "models/mnist_image")
+    );
+    std::fs::write(&config, text).expect("write the model config");
+    config
+}
+
 /// The REST body: a request for the slow model padded with whitespace to `bytes`.
 pub fn slow_body(iterations: i64, bytes: usize) -> String {
     let request = format!(r#""inputs": {{"iterations": {iterations}, "x": [[{}]]}}}}"#, vec!["0.5"; 64].join(","));

@@ -5,9 +5,7 @@
 //! stated allocation bound (so a few input bytes can never ask for gigabytes), errors say
 //! what was wrong, and decode-encode round trips give back what went in.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use onnx_serving::core::{DType, SignatureDef, SignatureMap, TensorInfo, DEFAULT_SIGNATURE};
 
@@ -15,63 +13,12 @@ use onnx_serving::core::{DType, SignatureDef, SignatureMap, TensorInfo, DEFAULT_
 /// the server): small, so that going over it is found in a short run.
 pub const DECODE_BUDGET: usize = 1 << 20;
 
-/// Counts the bytes the process holds and the peak since the last `measure`.
-struct Counting;
+mod counting_alloc;
 
-static HELD: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let held = HELD.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(held, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are kept.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let pointer = unsafe { System.alloc(layout) };
-        if !pointer.is_null() {
-            grew(layout.size());
-        }
-        pointer
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let pointer = unsafe { System.alloc_zeroed(layout) };
-        if !pointer.is_null() {
-            grew(layout.size());
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(pointer, layout) };
-        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let moved = unsafe { System.realloc(pointer, layout, new_size) };
-        if !moved.is_null() {
-            // NOTE: counted as the new block on top of the old one, which a moving realloc
-            // holds for a moment, then the old one released.
-            grew(new_size);
-            HELD.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        moved
-    }
-}
+pub use counting_alloc::measure;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Runs `decode` and returns its result with the most memory it held at once, above what
-/// was held when it started.
-pub fn measure<T>(decode: impl FnOnce() -> T) -> (T, usize) {
-    let base = HELD.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let result = decode();
-    (result, PEAK.load(Ordering::Relaxed).saturating_sub(base))
-}
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 /// What a decode of `input_len` bytes may allocate at most: `per_input_byte` bytes for each
 /// byte it read (parsed structure, copies), `budget_factor` times the budget it was given,
@@ -104,7 +51,7 @@ impl Bound {
 /// bytes stay in the request's buffer, shared, which `Tensor::held_bytes` counts per string).
 pub fn decoded_bytes(tensor: &onnx_serving::core::Tensor) -> usize {
     match tensor.strings() {
-        Some(strings) => strings.len() * std::mem::size_of::<bytes::Bytes>(),
+        Some(strings) => std::mem::size_of_val(strings),
         None => tensor.held_bytes(),
     }
 }
